@@ -188,7 +188,7 @@ class AuthConfig(_Strict):
     #: ... and/or one key a line in this (mounted secret) file.
     api_keys_file: str | None = None
 
-    def keys(self) -> list[SecretStr]:
+    def load_keys(self) -> list[SecretStr]:
         """Every configured key (empty when none is set)."""
         found: list[str] = []
         raw = os.environ.get(self.api_keys_env, "")
@@ -200,6 +200,14 @@ class AuthConfig(_Strict):
         return [SecretStr(k) for k in found]
 
 
+class RouterConfig(_Strict):
+    """How the HTTP router deployment is served (it does little compute: a fraction of a CPU)."""
+
+    num_cpus: float = Field(0.25, ge=0)
+    num_replicas: int = Field(1, ge=1)
+    max_ongoing_requests: int = Field(256, ge=1)
+
+
 class ServiceConfig(_Strict):
     """The whole service: named backends, named routes, the default route, limits, auth."""
 
@@ -208,6 +216,9 @@ class ServiceConfig(_Strict):
     default_route: str | None = None
     limits: LimitsConfig = LimitsConfig()
     auth: AuthConfig = AuthConfig()
+    router: RouterConfig = RouterConfig()
+    #: Circuit breaker settings of every backend.
+    breaker: BreakerConfig = BreakerConfig()
 
     @model_validator(mode="after")
     def _references_resolve(self) -> ServiceConfig:

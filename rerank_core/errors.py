@@ -34,6 +34,13 @@ class InvalidRequest(RerankError):
     code = "invalid_request"
 
 
+class MalformedBody(InvalidRequest):
+    """The body is not JSON, or not in the expected content type."""
+
+    http_status = 400
+    code = "malformed_body"
+
+
 class PayloadTooLarge(InvalidRequest):
     """The request body is larger than the configured limit."""
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from rerank_core.backends.base import Backend
-from rerank_core.config import BreakerConfig
+from rerank_core.config import BreakerConfig, RouteConfig
 from rerank_core.errors import AllBackendsFailed, BackendError, BackendTimeout
 from rerank_core.types import RankedResult, Scored, Skip
 
@@ -99,7 +99,12 @@ class FallbackChain:
         self._sleep = sleep
 
     async def rerank(
-        self, query: str, documents: Sequence[str], top_n: int | None = None
+        self,
+        query: str,
+        documents: Sequence[str],
+        top_n: int | None = None,
+        *,
+        long_documents: str | None = None,
     ) -> RankedResult:
         skipped: list[Skip] = []
         for position, member in enumerate(self.members):
@@ -108,7 +113,7 @@ class FallbackChain:
                 skipped.append(Skip(name, "circuit breaker open"))
                 continue
             try:
-                results = await self._attempt(member, query, documents, top_n)
+                results = await self._attempt(member, query, documents, top_n, long_documents)
             except BackendError as exc:
                 if not exc.retryable:
                     member.breaker.record_success()  # the backend is up; the request was the problem
@@ -137,13 +142,19 @@ class FallbackChain:
         )
 
     async def _attempt(
-        self, member: ChainMember, query: str, documents: Sequence[str], top_n: int | None
+        self,
+        member: ChainMember,
+        query: str,
+        documents: Sequence[str],
+        top_n: int | None,
+        long_documents: str | None,
     ) -> list[Scored]:
         name = member.backend.name
         for attempt in range(member.retries + 1):
             try:
                 return await asyncio.wait_for(
-                    member.backend.rerank(query, documents, top_n), timeout=member.timeout_s
+                    member.backend.rerank(query, documents, top_n, long_documents=long_documents),
+                    timeout=member.timeout_s,
                 )
             except TimeoutError:
                 error: BackendError = BackendTimeout(
@@ -156,3 +167,20 @@ class FallbackChain:
             if attempt < member.retries:
                 await self._sleep(member.backoff_s * (2**attempt))
         raise error
+
+
+def build_chain(
+    route: RouteConfig, backends: Mapping[str, Backend], breakers: Mapping[str, CircuitBreaker]
+) -> FallbackChain:
+    """The chain a route describes, over already-built backends and their shared breakers."""
+    members = [
+        ChainMember(
+            backend=backends[name],
+            breaker=breakers[name],
+            timeout_s=route.timeout_s,
+            retries=route.retries,
+            backoff_s=route.backoff_s,
+        )
+        for name in route.backends
+    ]
+    return FallbackChain(members, last_resort=route.last_resort)

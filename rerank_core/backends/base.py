@@ -21,9 +21,18 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     async def rerank(
-        self, query: str, documents: Sequence[str], top_n: int | None = None
+        self,
+        query: str,
+        documents: Sequence[str],
+        top_n: int | None = None,
+        *,
+        long_documents: str | None = None,
     ) -> list[Scored]:
-        """Score ``documents`` against ``query`` and return the best ``top_n``, best first."""
+        """Score ``documents`` against ``query`` and return the best ``top_n``, best first.
+
+        ``long_documents`` ("truncate" or "window") overrides the configured handling of documents
+        longer than the model's input; backends that truncate on the vendor's side ignore it.
+        """
 
     async def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release clients or connections."""

@@ -1,0 +1,1 @@
+"""The Ray Serve layer: thin deployments around ``rerank_core`` objects, built from configuration."""

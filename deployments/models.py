@@ -1,0 +1,114 @@
+"""One Ray Serve deployment per local model, batching (query, document) pairs across requests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import Counter as TallyCounter
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import TypeAdapter
+from ray import serve
+from ray.serve import metrics
+
+from rerank_core.backends import LocalModelBackend, build_backend
+from rerank_core.config import BackendConfig
+from rerank_core.types import Scored
+
+log = logging.getLogger("ray.serve")
+
+_CONFIG = TypeAdapter(BackendConfig)
+
+
+@serve.deployment
+class LocalModelDeployment:
+    """Serves one cross-encoder or bi-encoder.
+
+    ``rerank`` splits a request into pairs and submits each to ``score_pair``, which ``@serve.batch``
+    gathers across concurrent requests; the backend's ``score_pairs`` then sorts each batch by token
+    length and cuts it under the token budget, so no forward pass outgrows GPU memory and padding
+    stays small. Batch size and wait come from ``user_config`` and change without a restart.
+    """
+
+    def __init__(self, name: str, config: dict[str, Any]) -> None:
+        self.name = name
+        self.config = _CONFIG.validate_python(config)
+        serving = self.config.serving
+        threads = serving.torch_threads or max(1, int(serving.num_cpus))
+        # Ray sets OMP_NUM_THREADS from num_cpus; torch must use what the config says instead.
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        import torch
+
+        torch.set_num_threads(threads)
+        backend = build_backend(name, self.config)
+        if not isinstance(backend, LocalModelBackend):
+            raise TypeError(f"{name} is not a local model")
+        self.backend: LocalModelBackend = backend
+        self.torch_threads = threads
+        self._batch_sizes: TallyCounter[int] = TallyCounter()
+        self._batch_size_metric = metrics.Histogram(
+            "rerank_model_batch_pairs",
+            description="Pairs scored in one batched call of a local model.",
+            boundaries=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
+            tag_keys=("model",),
+        )
+        self._batch_size_metric.set_default_tags({"model": name})
+        self.reconfigure(
+            {
+                "max_batch_size": serving.max_batch_size,
+                "batch_wait_timeout_s": serving.batch_wait_timeout_s,
+            }
+        )
+        log.info(
+            "model %s loaded on %s with %d torch threads", name, self.backend.device, threads
+        )
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Apply batch settings from ``user_config`` (no restart)."""
+        if "max_batch_size" in user_config:
+            self.score_pair.set_max_batch_size(int(user_config["max_batch_size"]))
+        if "batch_wait_timeout_s" in user_config:
+            self.score_pair.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
+    async def score_pair(self, pairs: list[tuple[str, str]]) -> list[float]:
+        """Raw scores of a batch of pairs gathered from many requests."""
+        self._batch_sizes[len(pairs)] += 1
+        self._batch_size_metric.observe(len(pairs))
+        return await asyncio.to_thread(self.backend.score_pairs, pairs)
+
+    async def _score_many(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        return list(await asyncio.gather(*(self.score_pair(p) for p in pairs)))
+
+    async def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        top_n: int | None = None,
+        long_documents: str | None = None,
+    ) -> list[Scored]:
+        """Scored indices into ``documents``, best first, through the shared batches."""
+        return await self.backend.rerank_via(
+            self._score_many, query, documents, top_n, long_documents=long_documents
+        )
+
+    def stats(self) -> dict[str, Any]:
+        """Batches seen so far, by size: ``{"batches": n, "pairs": n, "sizes": {size: count}}``."""
+        return {
+            "device": self.backend.device,
+            "torch_threads": self.torch_threads,
+            "max_batch_size": self.score_pair._get_max_batch_size(),
+            "batch_wait_timeout_s": self.score_pair._get_batch_wait_timeout_s(),
+            "batches": sum(self._batch_sizes.values()),
+            "pairs": sum(s * c for s, c in self._batch_sizes.items()),
+            "sizes": {str(s): c for s, c in sorted(self._batch_sizes.items())},
+        }
+
+    def device(self) -> str:
+        return self.backend.device
+
+    async def check_health(self) -> None:
+        """Serve's health probe: fails when the model can no longer score."""
+        await asyncio.to_thread(self.backend.health_check)

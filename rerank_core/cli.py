@@ -1,0 +1,90 @@
+"""``rerank``: rerank documents from the command line with any configured backend, no Ray.
+
+    rerank "how do plants make food" "Photosynthesis ..." "The stock market ..."
+    rerank --config serve_config.yaml --model hosted "query" doc1 doc2 ...
+
+Without ``--config`` it uses the packaged all-MiniLM-L6-v2 bi-encoder, which works offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from rerank_core.backends import build_backend
+from rerank_core.config import BiEncoderConfig, ServiceConfig, load_config
+from rerank_core.errors import RerankError
+from rerank_core.fallback import CircuitBreaker, build_chain
+from rerank_core.types import RankedResult
+
+
+def service_from_file(path: Path) -> ServiceConfig:
+    """A service configuration from a plain config file or a Serve config (its first application)."""
+    data = yaml.safe_load(path.read_text())
+    if isinstance(data, dict) and "applications" in data:
+        args = data["applications"][0].get("args", {})
+        return load_config(args["service"]) if "service" in args else load_config(args["config_file"])
+    return load_config(path)
+
+
+async def rerank_with(
+    service: ServiceConfig, model: str | None, query: str, documents: list[str], top_n: int | None
+) -> RankedResult:
+    """Rerank through the chain ``model`` selects, building only the backends it names."""
+    _, route = service.resolve_route(model)
+    backends = {name: build_backend(name, service.backends[name]) for name in route.backends}
+    breakers = {name: CircuitBreaker(service.breaker) for name in route.backends}
+    try:
+        return await build_chain(route, backends, breakers).rerank(query, documents, top_n)
+    finally:
+        for backend in backends.values():
+            await backend.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rerank", description=__doc__.split("\n")[0])
+    parser.add_argument("query")
+    parser.add_argument("documents", nargs="+")
+    parser.add_argument("--config", type=Path, help="service config or serve_config.yaml")
+    parser.add_argument("--model", help="route or backend name (default: the default route)")
+    parser.add_argument("--top-n", type=int, default=None)
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args(argv)
+    service = (
+        service_from_file(args.config)
+        if args.config
+        else load_config({"backends": {"minilm": BiEncoderConfig().model_dump()}})
+    )
+    try:
+        result = asyncio.run(rerank_with(service, args.model, args.query, args.documents, args.top_n))
+    except RerankError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "backend": result.backend,
+                    "fallback": result.fallback,
+                    "degraded": result.degraded,
+                    "results": [
+                        {"index": s.index, "score": s.score, "document": args.documents[s.index]}
+                        for s in result.results
+                    ],
+                }
+            )
+        )
+        return 0
+    print(f"backend: {result.backend}" + (" (degraded: original order)" if result.degraded else ""))
+    for rank, s in enumerate(result.results, 1):
+        print(f"{rank:>3}. {s.score:.4f}  [{s.index}] {args.documents[s.index]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

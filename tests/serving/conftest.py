@@ -1,0 +1,147 @@
+"""One real Ray Serve application on a local Ray for every serving test.
+
+Ray starts once per session (``num_cpus=2``); the application is built from configuration by
+``deployments.app.build_app``, as ``serve run`` does, with the tiny cross-encoder built in a fixture,
+the packaged bi-encoder, and vendor stubs on 127.0.0.1 (Ray replicas reach them over loopback).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.stubs.vendors import CohereStub, JinaStub
+from tests.tiny_models import build_tiny_cross_encoder
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+FAKE_CO_KEY = "co-fake-key-3f9a1c"
+FAKE_JINA_KEY = "jina-fake-key-77b2e0"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServedApp:
+    url: str
+    cohere_ok: CohereStub
+    cohere_bad: CohereStub
+    jina_slow: JinaStub
+    config: dict[str, Any]
+
+    def post(self, path: str, body: Any, **kw: Any) -> requests.Response:
+        return requests.post(self.url + path, json=body, timeout=60, **kw)
+
+    def get(self, path: str, **kw: Any) -> requests.Response:
+        return requests.get(self.url + path, timeout=60, **kw)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_cross_encoder(tmp_path_factory.mktemp("models") / "tiny-cross-encoder")
+
+
+@pytest.fixture(scope="session")
+def ray_serve() -> Iterator[int]:
+    """A local Ray with Serve listening on a free loopback port; shut down through Ray's API."""
+    import ray
+    from ray import serve
+
+    port = free_port()
+    ray.init(num_cpus=2, include_dashboard=False, namespace="rerank-tests", log_to_driver=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    try:
+        yield port
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def serving(**over: Any) -> dict[str, Any]:
+    base = {
+        "num_cpus": 0.25,
+        "torch_threads": 1,
+        "max_batch_size": 32,
+        "batch_wait_timeout_s": 0.02,
+        "max_ongoing_requests": 64,
+    }
+    base.update(over)
+    return base
+
+
+def service_config(
+    tiny: Path, secrets: Path, co_ok: str, co_bad: str, jina_slow: str
+) -> dict[str, Any]:
+    (secrets / "co").write_text(FAKE_CO_KEY)
+    (secrets / "jina").write_text(FAKE_JINA_KEY)
+    co_key = str(secrets / "co")
+    return {
+        "backends": {
+            "tiny": {"type": "cross_encoder", "model": str(tiny), "serving": serving(num_cpus=0.5)},
+            "minilm": {"type": "bi_encoder", "serving": serving(num_cpus=0.5)},
+            # The tiny model has 128 positions: asking for 4096 tokens makes long inputs crash it.
+            "broken": {
+                "type": "cross_encoder",
+                "model": str(tiny),
+                "max_length": 4096,
+                "serving": serving(),
+            },
+            "co_ok": {"type": "cohere", "base_url": co_ok, "api_key_file": co_key, "timeout_s": 5},
+            "co_bad": {"type": "cohere", "base_url": co_bad, "api_key_file": co_key, "timeout_s": 5},
+            "jina_slow": {
+                "type": "jina",
+                "base_url": jina_slow,
+                "api_key_file": str(secrets / "jina"),
+                "timeout_s": 30,
+            },
+            "voyage_off": {"type": "voyage", "api_key_env": "RERANK_TEST_UNSET_VOYAGE_KEY"},
+        },
+        "routes": {
+            "default": {"backends": ["tiny"]},
+            "api": {"backends": ["co_ok", "tiny"]},
+            "with-fallback": {"backends": ["co_bad", "tiny"], "retries": 1},
+            "hanging": {"backends": ["jina_slow", "tiny"], "timeout_s": 1, "retries": 0},
+            "broken-model": {"backends": ["broken", "tiny"], "retries": 0},
+            "strict": {"backends": ["co_bad", "voyage_off"], "last_resort": False, "retries": 0},
+            "all-down": {"backends": ["co_bad", "voyage_off"], "retries": 0},
+        },
+        "default_route": "default",
+        "router": {"num_cpus": 0.25},
+    }
+
+
+@pytest.fixture(scope="session")
+def app(
+    ray_serve: int, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServedApp]:
+    from ray import serve
+
+    from deployments.app import build_app
+
+    with (
+        CohereStub(api_key=FAKE_CO_KEY) as co_ok,
+        CohereStub(api_key=FAKE_CO_KEY, behaviour="500") as co_bad,
+        JinaStub(api_key=FAKE_JINA_KEY, behaviour="slow", slow_s=5) as jina_slow,
+    ):
+        config = service_config(
+            tiny_model_dir,
+            tmp_path_factory.mktemp("secrets"),
+            co_ok.base_url,
+            co_bad.base_url,
+            jina_slow.base_url,
+        )
+        serve.run(build_app({"service": config}), name="rerank", route_prefix="/")
+        yield ServedApp(f"http://127.0.0.1:{ray_serve}", co_ok, co_bad, jina_slow, config)
+        serve.delete("rerank")

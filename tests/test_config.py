@@ -1,0 +1,89 @@
+"""Configuration: validation names the bad field; secrets stay out of reprs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rerank_core.config import CohereConfig, ConfigError, load_config
+from rerank_core.errors import UnknownModel
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def minimal(**extra: object) -> dict:
+    data = {"backends": {"minilm": {"type": "bi_encoder"}, "co": {"type": "cohere"}}}
+    data.update(extra)
+    return data
+
+
+def test_serve_config_default_validates() -> None:
+    doc = yaml.safe_load((REPO / "serve_config.yaml").read_text())
+    service = load_config(doc["applications"][0]["args"]["service"])
+    assert service.resolve_route(None)[0] == "default"
+    assert service.backends["minilm"].type == "bi_encoder"
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"backends": {"x": {"type": "cohere", "timeout_s": -1}}}, "backends.x.cohere.timeout_s"),
+        ({"backends": {"x": {"type": "nope"}}}, "backends.x"),
+        ({"backends": {"x": {"type": "bi_encoder", "batch_sise": 3}}}, "batch_sise"),
+        (minimal(routes={"r": {"backends": ["missing"]}}), "unknown backend 'missing'"),
+        (minimal(routes={"r": {"backends": []}}), "routes.r.backends"),
+        (minimal(default_route="nowhere"), "default_route 'nowhere'"),
+        (minimal(limits={"max_documents": 0}), "limits.max_documents"),
+        (
+            {"backends": {"x": {"type": "bi_encoder", "serving": {"min_replicas": 3, "max_replicas": 2}}}},
+            "min_replicas",
+        ),
+    ],
+)
+def test_bad_field_is_named(data: dict, field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(data)
+    assert field in str(info.value)
+
+
+def test_yaml_file_and_unknown_route(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(minimal(routes={"main": {"backends": ["co", "minilm"]}})))
+    service = load_config(path)
+    assert service.resolve_route("main")[1].backends == ["co", "minilm"]
+    assert service.resolve_route("minilm")[1].backends == ["minilm"]
+    with pytest.raises(UnknownModel) as info:
+        service.resolve_route("gpt-5")
+    assert info.value.http_status == 404 and info.value.field == "model"
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_secret_from_env_and_file_never_in_repr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = CohereConfig(api_key_env="TEST_CO_KEY")
+    monkeypatch.delenv("TEST_CO_KEY", raising=False)
+    assert cfg.api_key() is None
+    monkeypatch.setenv("TEST_CO_KEY", "sk-env-secret-123")
+    key = cfg.api_key()
+    assert key is not None and key.get_secret_value() == "sk-env-secret-123"
+    assert "sk-env-secret-123" not in repr(key) and "sk-env-secret-123" not in repr(cfg)
+    secret_file = tmp_path / "key"
+    secret_file.write_text("sk-file-secret-456\n")
+    from_file = CohereConfig(api_key_env="TEST_CO_KEY", api_key_file=str(secret_file)).api_key()
+    assert from_file is not None and from_file.get_secret_value() == "sk-file-secret-456"
+
+
+def test_importing_rerank_core_does_not_import_ray() -> None:
+    code = (
+        "import sys, rerank_core, rerank_core.config, rerank_core.fallback, rerank_core.schemas, "
+        "rerank_core.backends; "
+        "import rerank_core.backends.cohere, rerank_core.backends.jina, rerank_core.backends.voyage, "
+        "rerank_core.backends.llm, rerank_core.backends.cross_encoder, rerank_core.backends.bi_encoder; "
+        "print('ray' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

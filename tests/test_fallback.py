@@ -1,0 +1,186 @@
+"""The fallback chain and circuit breaker over the Backend interface (no Ray)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from rerank_core.backends.base import Backend
+from rerank_core.config import BreakerConfig
+from rerank_core.errors import (
+    AllBackendsFailed,
+    BackendAuthError,
+    BackendBadRequest,
+    BackendError,
+    BackendRateLimited,
+    BackendUnavailable,
+)
+from rerank_core.fallback import LAST_RESORT, ChainMember, CircuitBreaker, FallbackChain
+from rerank_core.types import Scored, top_n_of
+
+
+class ScriptedBackend(Backend):
+    """Answers by reversing the input, or raises/sleeps as scripted, counting its calls."""
+
+    def __init__(self, name: str, script: list[BackendError | float | None] | None = None) -> None:
+        self.name = name
+        self.script = list(script or [])
+        self.calls = 0
+
+    async def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        top_n: int | None = None,
+        *,
+        long_documents: str | None = None,
+    ) -> list[Scored]:
+        self.calls += 1
+        step = self.script.pop(0) if self.script else None
+        if isinstance(step, BackendError):
+            raise step
+        if isinstance(step, float):
+            await asyncio.sleep(step)
+        n = len(documents)
+        return top_n_of([Scored(i, (i + 1) / n) for i in range(n)], top_n)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def no_sleep(_: float) -> None:
+    return None
+
+
+def member(backend: Backend, breaker: CircuitBreaker | None = None, **kw: float) -> ChainMember:
+    return ChainMember(
+        backend=backend,
+        breaker=breaker or CircuitBreaker(BreakerConfig(failures=3, reset_s=10)),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+DOCS = ["a", "b", "c", "d"]
+
+
+async def test_first_backend_answers() -> None:
+    first, second = ScriptedBackend("first"), ScriptedBackend("second")
+    chain = FallbackChain([member(first), member(second)], sleep=no_sleep)
+    result = await chain.rerank("q", DOCS, 2)
+    assert result.backend == "first" and not result.fallback and not result.degraded
+    assert [s.index for s in result.results] == [3, 2]
+    assert second.calls == 0
+
+
+async def test_retry_then_success_on_same_backend() -> None:
+    flaky = ScriptedBackend("flaky", [BackendRateLimited("429", backend="flaky")])
+    chain = FallbackChain([member(flaky, retries=1)], sleep=no_sleep)
+    result = await chain.rerank("q", DOCS)
+    assert result.backend == "flaky" and flaky.calls == 2 and not result.fallback
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        BackendUnavailable("500", backend="x"),
+        BackendRateLimited("429", backend="x"),
+        0.5,  # slower than the member's timeout
+    ],
+)
+async def test_retryable_failure_falls_back(error: BackendError | float) -> None:
+    bad = ScriptedBackend("bad", [error, error])
+    good = ScriptedBackend("good")
+    chain = FallbackChain(
+        [member(bad, retries=1, timeout_s=0.05), member(good)], sleep=no_sleep
+    )
+    result = await chain.rerank("q", DOCS)
+    assert result.backend == "good" and result.fallback and not result.degraded
+    assert bad.calls == 2
+    assert [s.backend for s in result.skipped] == ["bad"]
+    assert result.skipped[0].reason.split(":")[0] in {
+        "backend_unavailable",
+        "rate_limited",
+        "backend_timeout",
+    }
+
+
+@pytest.mark.parametrize("error", [BackendBadRequest("400"), BackendAuthError("401")])
+async def test_non_retryable_error_reaches_the_caller(error: BackendError) -> None:
+    bad = ScriptedBackend("bad", [error])
+    good = ScriptedBackend("good")
+    chain = FallbackChain([member(bad, retries=3), member(good)], sleep=no_sleep)
+    with pytest.raises(type(error)):
+        await chain.rerank("q", DOCS)
+    assert bad.calls == 1 and good.calls == 0
+
+
+async def test_last_resort_keeps_original_order_marked_degraded() -> None:
+    down = ScriptedBackend("down", [BackendUnavailable("x")] * 4)
+    chain = FallbackChain([member(down, retries=1)], sleep=no_sleep)
+    result = await chain.rerank("q", DOCS, top_n=3)
+    assert result.degraded and result.fallback and result.backend == LAST_RESORT
+    assert [s.index for s in result.results] == [0, 1, 2]
+    assert result.skipped[0].backend == "down"
+
+
+async def test_last_resort_off_raises_naming_what_failed() -> None:
+    down = ScriptedBackend("down", [BackendUnavailable("down answered 503", backend="down")] * 2)
+    chain = FallbackChain([member(down, retries=1)], last_resort=False, sleep=no_sleep)
+    with pytest.raises(AllBackendsFailed) as info:
+        await chain.rerank("q", DOCS)
+    assert "down" in str(info.value)
+    assert info.value.skipped[0]["backend"] == "down"
+
+
+async def test_breaker_opens_skips_then_probes_and_closes() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(BreakerConfig(failures=2, reset_s=30), clock=clock)
+    failing = ScriptedBackend("api", [BackendUnavailable("x")] * 2)
+    good = ScriptedBackend("local")
+    chain = FallbackChain([member(failing, breaker, retries=0), member(good)], sleep=no_sleep)
+
+    for _ in range(2):
+        assert (await chain.rerank("q", DOCS)).backend == "local"
+    assert breaker.state == "open" and failing.calls == 2
+
+    skipped = await chain.rerank("q", DOCS)
+    assert failing.calls == 2, "an open breaker lets no call through"
+    assert skipped.skipped[0].reason == "circuit breaker open"
+
+    clock.now += 31
+    assert breaker.state == "half_open"
+    probe = await chain.rerank("q", DOCS)  # the script is spent: the probe succeeds
+    assert probe.backend == "api" and not probe.fallback
+    assert breaker.state == "closed" and failing.calls == 3
+
+
+async def test_failed_probe_reopens_breaker() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(BreakerConfig(failures=1, reset_s=5), clock=clock)
+    failing = ScriptedBackend("api", [BackendUnavailable("x")] * 5)
+    chain = FallbackChain([member(failing, breaker, retries=0)], sleep=no_sleep)
+    await chain.rerank("q", DOCS)
+    assert breaker.state == "open"
+    clock.now += 6
+    assert breaker.allow() is True and breaker.allow() is False, "one probe at a time"
+    breaker.record_failure()
+    assert breaker.state == "open"
+
+
+async def test_backoff_grows_between_retries() -> None:
+    slept: list[float] = []
+
+    async def record(s: float) -> None:
+        slept.append(s)
+
+    flaky = ScriptedBackend("flaky", [BackendUnavailable("x")] * 3)
+    chain = FallbackChain([member(flaky, retries=3, backoff_s=0.1)], sleep=record)
+    result = await chain.rerank("q", DOCS)
+    assert result.backend == "flaky" and slept == [0.1, 0.2, 0.4]
