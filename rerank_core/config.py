@@ -85,7 +85,7 @@ class BiEncoderConfig(_LocalModelConfig):
     model: str = PACKAGED_MINILM
 
 
-class _ApiConfig(_Strict):
+class ApiConfig(_Strict):
     base_url: str | None = None
     #: Environment variable holding the key; ``api_key_file`` (a mounted secret) is read if set.
     api_key_env: str
@@ -97,21 +97,21 @@ class _ApiConfig(_Strict):
         return resolve_secret(self.api_key_env, self.api_key_file)
 
 
-class CohereConfig(_ApiConfig):
+class CohereConfig(ApiConfig):
     type: Literal["cohere"] = "cohere"
     model: str = "rerank-v3.5"
     api_key_env: str = "CO_API_KEY"
     max_tokens_per_doc: int | None = Field(None, ge=1)
 
 
-class JinaConfig(_ApiConfig):
+class JinaConfig(ApiConfig):
     type: Literal["jina"] = "jina"
     model: str = "jina-reranker-v2-base-multilingual"
     api_key_env: str = "JINA_API_KEY"
     base_url: str | None = "https://api.jina.ai"
 
 
-class VoyageConfig(_ApiConfig):
+class VoyageConfig(ApiConfig):
     type: Literal["voyage"] = "voyage"
     model: str = "rerank-2"
     api_key_env: str = "VOYAGE_API_KEY"
@@ -119,7 +119,7 @@ class VoyageConfig(_ApiConfig):
     truncation: bool = True
 
 
-class LLMConfig(_ApiConfig):
+class LLMConfig(ApiConfig):
     type: Literal["llm"] = "llm"
     model: str = "gpt-4o-mini"
     api_key_env: str = "OPENAI_API_KEY"
