@@ -4,7 +4,6 @@ Every ``RerankError`` becomes its HTTP status here and nowhere else; anything un
 500 whose body carries the request id, never the exception text.
 """
 
-from __future__ import annotations
 
 import asyncio
 import hmac
@@ -26,6 +25,7 @@ from ray.serve.exceptions import (
     ReplicaUnavailableError,
 )
 from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rerank_core.backends import Backend, build_backend
@@ -40,6 +40,7 @@ from rerank_core.errors import (
     PayloadTooLarge,
     RerankError,
     Unauthorized,
+    UnsupportedMediaType,
 )
 from rerank_core.fallback import CircuitBreaker, FallbackChain, build_chain
 from rerank_core.schemas import (
@@ -129,22 +130,38 @@ class BodyLimitMiddleware:
         too_large = PayloadTooLarge(
             f"the request body is larger than {self.max_bytes} bytes", field="body"
         )
-        for key, value in scope.get("headers", []):
-            if key == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await error_response(too_large, "-")(scope, receive, send)
+        length = dict(scope.get("headers", [])).get(b"content-length")
+        if length is not None:
+            if length.isdigit() and int(length) > self.max_bytes:
+                await error_response(too_large, uuid.uuid4().hex)(scope, receive, send)
                 return
+            await self.app(scope, receive, send)
+            return
+        # No Content-Length (chunked): buffer up to the limit, then replay it to the app.
+        chunks: list[bytes] = []
         seen = 0
-
-        async def counting_receive() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise too_large
-            return message
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_bytes:
+                await error_response(too_large, uuid.uuid4().hex)(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        await self.app(scope, counting_receive, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
 
 
 def error_response(exc: RerankError, request_id: str) -> JSONResponse:
@@ -164,13 +181,32 @@ def _request_id(request: Request) -> str:
     return rid
 
 
+def _field_path(loc: Sequence[Any]) -> tuple[str, bool]:
+    """The request field an error's location names, and whether it lay inside a union member
+    (pydantic adds the member's type, e.g. ``documents.0.str``, which means nothing to a caller)."""
+    parts: list[str] = []
+    for part in loc:
+        if part == "body":
+            continue
+        if isinstance(part, str) and (part == "str" or part[:1].isupper() or part[:1] == "_" or "[" in part):
+            return ".".join(parts), True
+        parts.append(str(part))
+    return ".".join(parts), False
+
+
 def _validation_message(exc: RequestValidationError) -> InvalidRequest:
     errors = exc.errors()
     first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    field = ".".join(loc) or "body"
     if first.get("type") == "json_invalid":
         return MalformedBody("the body is not valid JSON", field="body")
+    field, in_union = _field_path(first.get("loc", ()))
+    if in_union:
+        return InvalidRequest(
+            f"{field}: must be a string or an object with a string 'text' (and optional 'id', "
+            "'metadata')",
+            field=field,
+        )
+    field = field or "body"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return InvalidRequest(f"{field}: {first.get('msg', 'invalid')}{more}", field=field)
 
@@ -193,6 +229,12 @@ def create_api(service: ServiceConfig) -> FastAPI:
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(_validation_message(exc), _request_id(request))
 
+    @api.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        err = RerankError(str(exc.detail))
+        err.http_status, err.code = exc.status_code, "http_error"
+        return error_response(err, _request_id(request))
+
     @api.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         rid = _request_id(request)
@@ -208,12 +250,6 @@ def make_router(service_dict: dict[str, Any]) -> Any:
     class-definition time, so the class is made per application)."""
     service = load_config(service_dict)
     api = create_api(service)
-    key_values = [k.get_secret_value().encode() for k in service.auth.load_keys()]
-    if service.auth.enabled and not key_values:
-        raise RerankError(
-            f"auth is enabled but no key is set in {service.auth.api_keys_env}"
-            + (f" or {service.auth.api_keys_file}" if service.auth.api_keys_file else "")
-        )
 
     async def require_key(request: Request) -> None:
         if not service.auth.enabled:
@@ -223,12 +259,21 @@ def make_router(service_dict: dict[str, Any]) -> Any:
         presented = token.strip().encode() if scheme.lower() == "bearer" else b""
         # Compare against every key without stopping early, so timing says nothing.
         ok = False
-        for key in key_values:
+        for key in request.app.state.service_keys:
             ok |= hmac.compare_digest(presented, key)
         if not ok:
             raise Unauthorized("a valid API key is required: Authorization: Bearer <key>")
 
+    async def require_json(request: Request) -> None:
+        ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if ctype != "application/json" and not ctype.endswith("+json"):
+            raise UnsupportedMediaType(
+                f"send the body as application/json, not {ctype or 'no content type'}",
+                field="content-type",
+            )
+
     auth = [Depends(require_key)]
+    json_body = [Depends(require_key), Depends(require_json)]
 
     @serve.deployment
     @serve.ingress(api)
@@ -237,6 +282,14 @@ def make_router(service_dict: dict[str, Any]) -> Any:
 
         def __init__(self, model_handles: dict[str, DeploymentHandle]) -> None:
             self.service = service
+            # Keys are read here, in the replica, so they never travel inside the pickled app.
+            keys = [k.get_secret_value().encode() for k in service.auth.load_keys()]
+            if service.auth.enabled and not keys:
+                raise RerankError(
+                    f"auth is enabled but no key is set in {service.auth.api_keys_env}"
+                    + (f" or {service.auth.api_keys_file}" if service.auth.api_keys_file else "")
+                )
+            api.state.service_keys = keys
             self.backends: dict[str, Backend] = {}
             for name, cfg in service.backends.items():
                 if cfg.type in LOCAL_TYPES:
@@ -307,7 +360,7 @@ def make_router(service_dict: dict[str, Any]) -> Any:
             "/rerank",
             response_model=RerankResponse,
             response_model_exclude_none=True,
-            dependencies=auth,
+            dependencies=json_body,
         )
         async def rerank(self, body: RerankRequest, request: Request) -> dict[str, Any]:
             """Rerank documents; the service's own request and answer."""
@@ -361,12 +414,12 @@ def make_router(service_dict: dict[str, Any]) -> Any:
             }
             return JSONResponse(body.model_dump(exclude_none=True), headers=headers)
 
-        @api.post("/v2/rerank", response_model=CohereResponse, dependencies=auth)
+        @api.post("/v2/rerank", response_model=CohereResponse, dependencies=json_body)
         async def rerank_cohere_v2(self, body: CohereV2Request, request: Request) -> JSONResponse:
             """Cohere v2 compatible: point the cohere SDK's ``base_url`` here."""
             return await self._cohere(from_cohere_request(body), request, "2")
 
-        @api.post("/v1/rerank", response_model=CohereResponse, dependencies=auth)
+        @api.post("/v1/rerank", response_model=CohereResponse, dependencies=json_body)
         async def rerank_cohere_v1(self, body: CohereV1Request, request: Request) -> JSONResponse:
             """Cohere v1 and Jina compatible."""
             return await self._cohere(from_cohere_request(body), request, "1")

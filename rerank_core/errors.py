@@ -41,6 +41,13 @@ class MalformedBody(InvalidRequest):
     code = "malformed_body"
 
 
+class UnsupportedMediaType(InvalidRequest):
+    """The body is sent as something other than JSON."""
+
+    http_status = 415
+    code = "unsupported_media_type"
+
+
 class PayloadTooLarge(InvalidRequest):
     """The request body is larger than the configured limit."""
 

@@ -38,6 +38,7 @@ class ServedApp:
     url: str
     cohere_ok: CohereStub
     cohere_bad: CohereStub
+    cohere_flaky: CohereStub
     jina_slow: JinaStub
     config: dict[str, Any]
 
@@ -82,7 +83,14 @@ def serving(**over: Any) -> dict[str, Any]:
 
 
 def service_config(
-    tiny: Path, secrets: Path, co_ok: str, co_bad: str, jina_slow: str
+    tiny: Path,
+    secrets: Path,
+    *,
+    co_ok: str,
+    co_bad: str,
+    jina_slow: str,
+    co_flaky: str,
+    co_401: str,
 ) -> dict[str, Any]:
     (secrets / "co").write_text(FAKE_CO_KEY)
     (secrets / "jina").write_text(FAKE_JINA_KEY)
@@ -107,6 +115,11 @@ def service_config(
                 "timeout_s": 30,
             },
             "voyage_off": {"type": "voyage", "api_key_env": "RERANK_TEST_UNSET_VOYAGE_KEY"},
+            # For the fault tests: a model whose replica gets killed, an API failing a fraction of
+            # calls, and an API that rejects our key.
+            "victim": {"type": "cross_encoder", "model": str(tiny), "serving": serving()},
+            "co_flaky": {"type": "cohere", "base_url": co_flaky, "api_key_file": co_key, "timeout_s": 5},
+            "co_401": {"type": "cohere", "base_url": co_401, "api_key_file": co_key, "timeout_s": 5},
         },
         "routes": {
             "default": {"backends": ["tiny"]},
@@ -116,9 +129,22 @@ def service_config(
             "broken-model": {"backends": ["broken", "tiny"], "retries": 0},
             "strict": {"backends": ["co_bad", "voyage_off"], "last_resort": False, "retries": 0},
             "all-down": {"backends": ["co_bad", "voyage_off"], "retries": 0},
+            "victim-route": {"backends": ["victim", "minilm"], "timeout_s": 5, "retries": 1},
+            "flaky-api": {"backends": ["co_flaky", "tiny"], "timeout_s": 0.5, "retries": 1},
+            "auth-fail": {"backends": ["co_401", "tiny"]},
         },
+        "breaker": {"failures": 5, "reset_s": 2},
         "default_route": "default",
-        "router": {"num_cpus": 0.25},
+        "router": {"num_cpus": 0.1},
+        # Small limits, so the tests of each limit send small bodies.
+        "limits": {
+            "max_documents": 50,
+            "max_document_chars": 5000,
+            "max_request_chars": 60000,
+            "max_query_chars": 500,
+            "max_body_bytes": 100_000,
+            "request_timeout_s": 30,
+        },
     }
 
 
@@ -133,15 +159,21 @@ def app(
     with (
         CohereStub(api_key=FAKE_CO_KEY) as co_ok,
         CohereStub(api_key=FAKE_CO_KEY, behaviour="500") as co_bad,
+        CohereStub(api_key=FAKE_CO_KEY) as co_flaky,
+        CohereStub(api_key="a-key-we-do-not-have") as co_401,
         JinaStub(api_key=FAKE_JINA_KEY, behaviour="slow", slow_s=5) as jina_slow,
     ):
         config = service_config(
             tiny_model_dir,
             tmp_path_factory.mktemp("secrets"),
-            co_ok.base_url,
-            co_bad.base_url,
-            jina_slow.base_url,
+            co_ok=co_ok.base_url,
+            co_bad=co_bad.base_url,
+            jina_slow=jina_slow.base_url,
+            co_flaky=co_flaky.base_url,
+            co_401=co_401.base_url,
         )
         serve.run(build_app({"service": config}), name="rerank", route_prefix="/")
-        yield ServedApp(f"http://127.0.0.1:{ray_serve}", co_ok, co_bad, jina_slow, config)
+        yield ServedApp(
+            f"http://127.0.0.1:{ray_serve}", co_ok, co_bad, co_flaky, jina_slow, config
+        )
         serve.delete("rerank")

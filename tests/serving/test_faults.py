@@ -1,0 +1,133 @@
+"""Faults survived on the real Serve app: flaky vendors, a killed replica, everything down,
+and secrets that never leak whatever fails."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.serving.conftest import FAKE_CO_KEY, FAKE_JINA_KEY, ServedApp
+from tests.tiny_models import EXAMPLES
+
+pytestmark = pytest.mark.serve
+
+EX = EXAMPLES[0]
+DOCS = [*EX.irrelevant, EX.relevant]
+RELEVANT = len(DOCS) - 1
+
+
+def fire(app: ServedApp, model: str, n: int, workers: int = 8) -> list[requests.Response]:
+    body = {"query": EX.query, "documents": DOCS, "model": model}
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda _: app.post("/rerank", body), range(n)))
+
+
+@pytest.mark.parametrize(("status", "fraction"), [(500, 0.3), (429, 0.3), (503, 0.5)])
+def test_vendor_failing_a_fraction_gives_no_client_errors(
+    app: ServedApp, status: int, fraction: float
+) -> None:
+    app.cohere_flaky.reset()
+    app.cohere_flaky.set_failures(fraction, status=status)
+    responses = fire(app, "flaky-api", 150)
+    assert [r.status_code for r in responses] == [200] * 150
+    answered_by = Counter()
+    for r in responses:
+        body = r.json()
+        answered_by[body["backend"]] += 1
+        assert body["fallback"] is (body["backend"] != "co_flaky")
+        assert not body["degraded"]
+        assert body["results"][0]["index"] == RELEVANT
+        if body["fallback"]:
+            assert body["skipped"][0]["backend"] == "co_flaky"
+    assert answered_by["co_flaky"] > 0
+    assert app.cohere_flaky.calls >= 150
+    app.cohere_flaky.reset()
+
+
+def test_vendor_timing_out_falls_back_within_the_deadline(app: ServedApp) -> None:
+    app.cohere_flaky.reset()
+    app.cohere_flaky.set_behaviour("slow", slow_s=3)
+    start = time.monotonic()
+    responses = fire(app, "flaky-api", 24)
+    assert all(r.status_code == 200 for r in responses)
+    assert {r.json()["backend"] for r in responses} == {"tiny"}
+    # Each request spends at most 2 x 0.5 s on the slow vendor (or nothing once the breaker opens).
+    assert time.monotonic() - start < 24 * 3 / 8
+    app.cohere_flaky.reset()
+
+
+def replica_actor_names(deployment: str) -> list[str]:
+    import ray
+
+    return [
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["name"].startswith("SERVE_REPLICA::") and f"#{deployment}#" in a["name"]
+    ]
+
+
+def test_killed_replica_is_replaced_and_no_request_hangs_or_misorders(app: ServedApp) -> None:
+    import ray
+
+    (victim,) = replica_actor_names("model-victim")
+    body = {"query": EX.query, "documents": DOCS, "model": "victim-route"}
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(app.post, "/rerank", body) for _ in range(80)]
+        time.sleep(0.5)
+        ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
+        responses = [f.result(timeout=60) for f in futures]
+    by_status = Counter(r.status_code for r in responses)
+    assert set(by_status) <= {200, 503}, by_status
+    for r in responses:
+        if r.status_code == 200:
+            assert r.json()["results"][0]["index"] == RELEVANT
+        else:
+            assert r.json()["error"]["type"] in {"all_backends_failed", "backend_unavailable"}
+    # Serve starts a new replica under a new name; the route answers from it again.
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        names = replica_actor_names("model-victim")
+        if names and names != [victim]:
+            health = app.get("/health").json()["backends"]["victim"]
+            if health["state"] == "ready":
+                break
+        time.sleep(1)
+    else:
+        pytest.fail("the killed replica was not replaced within 90 s")
+    again = app.post("/rerank", body).json()
+    assert again["backend"] == "victim" and again["results"][0]["index"] == RELEVANT
+
+
+def test_vendor_rejecting_our_key_is_a_424_without_the_key(app: ServedApp) -> None:
+    resp = app.post("/rerank", {"query": "q", "documents": DOCS, "model": "auth-fail"})
+    assert resp.status_code == 424
+    assert resp.json()["error"]["type"] == "backend_auth_failed"
+    assert FAKE_CO_KEY not in resp.text
+
+
+def ray_log_files() -> list[Path]:
+    import ray
+
+    logs = Path(ray._private.worker._global_node.get_logs_dir_path())
+    return [p for p in logs.rglob("*") if p.is_file() and p.suffix in {".log", ".out", ".err"}]
+
+
+def test_secrets_never_appear_in_responses_or_logs(app: ServedApp) -> None:
+    bodies = []
+    for model in ["auth-fail", "with-fallback", "strict", "all-down", "hanging", "api"]:
+        for path in ("/rerank", "/v2/rerank"):
+            r = app.post(path, {"query": "cat", "documents": DOCS, "model": model})
+            bodies.append(r.text + str(r.headers))
+    bodies += [app.get(p).text for p in ("/health", "/v1/models", "/v1/stats", "/openapi.json")]
+    time.sleep(1)  # let replicas flush their logs
+    for secret in (FAKE_CO_KEY, FAKE_JINA_KEY):
+        assert not [b for b in bodies if secret in b], "a secret reached a response"
+        leaked = [p for p in ray_log_files() if secret in p.read_text(errors="replace")]
+        assert not leaked, f"a secret reached the logs: {leaked}"
+    # The stubs really got the keys, so the check above could have found them.
+    assert app.cohere_ok.last_request.bearer == FAKE_CO_KEY
