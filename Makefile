@@ -32,3 +32,6 @@ lint: setup
 
 bench-model: setup
 	$(PY) scripts/build_bench_cross_encoder.py models/bench-minilm-l6-cross-encoder
+
+gpu-check: setup
+	scripts/gpu_check.sh

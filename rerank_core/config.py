@@ -67,6 +67,12 @@ class _LocalModelConfig(_Strict):
     window_overlap_chars: int = Field(300, ge=0)
     serving: ServingConfig = ServingConfig()
 
+    @model_validator(mode="after")
+    def _overlap_below_window(self) -> _LocalModelConfig:
+        if self.window_overlap_chars >= self.window_chars:
+            raise ValueError("window_overlap_chars must be less than window_chars")
+        return self
+
 
 class CrossEncoderConfig(_LocalModelConfig):
     type: Literal["cross_encoder"] = "cross_encoder"

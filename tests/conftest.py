@@ -24,3 +24,11 @@ def shared_data() -> Path:
             pytest.fail(reason + " (RERANK_REQUIRE_SHARED=1)")
         pytest.skip(reason)
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny BERT cross-encoder (``tests/tiny_models.py``), built once per session."""
+    from tests.tiny_models import build_tiny_cross_encoder
+
+    return build_tiny_cross_encoder(tmp_path_factory.mktemp("models") / "tiny-cross-encoder")

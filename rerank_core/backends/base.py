@@ -4,9 +4,25 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Sequence
+import math
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from rerank_core.config import BiEncoderConfig, CrossEncoderConfig
+from rerank_core.errors import BackendUnavailable, InvalidRequest
 from rerank_core.types import Scored, top_n_of
+from rerank_core.windows import best_per_document, expand_documents
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
+_Model = TypeVar("_Model")
+
+#: An async scorer of (query, text) pairs returning raw scores in input order.
+PairScorer = Callable[[Sequence[tuple[str, str]]], Awaitable[list[float]]]
 
 
 class Backend(abc.ABC):
@@ -44,9 +60,27 @@ class Backend(abc.ABC):
 class LocalModelBackend(Backend):
     """A model that scores (query, document) pairs in this process.
 
-    Subclasses implement ``score_pairs`` (raw scores, input order) and ``to_relevance`` (raw into
-    [0, 1]). ``score_pairs`` is what a Serve deployment calls with pairs from many requests.
+    Subclasses load their model with ``load_model`` and implement ``score_pairs`` (raw scores, input
+    order; ``run_batched`` does the shared sort-by-length batching under the token budget) and
+    ``to_relevance`` (raw into [0, 1]). ``score_pairs`` is what a Serve deployment calls with pairs
+    from many requests; it may be called from several threads at once, and runs one at a time.
+
+    Long documents: "truncate" leaves them to the tokenizer, which cuts each pair to the model's
+    max length; "window" scores overlapping character windows (``rerank_core.windows``) and keeps
+    each document's best. That expansion happens in ``rerank_via``, before pairs reach
+    ``score_pairs``, so windows of many requests share the same batches.
     """
+
+    #: Where the model runs: "cpu", "cuda", "cuda:1", ...
+    device: str
+
+    def __init__(self, name: str, config: CrossEncoderConfig | BiEncoderConfig) -> None:
+        self.name = name
+        self.config = config
+        self.device = self._resolve_device(config.device)
+        # One forward pass at a time: tokenizers and CUDA streams are not safe to share between
+        # threads, and a second concurrent batch would only double peak memory.
+        self._lock = threading.Lock()
 
     @abc.abstractmethod
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
@@ -63,10 +97,155 @@ class LocalModelBackend(Backend):
             for i, r in enumerate(raw_scores)
         ]
 
-    async def rerank(
-        self, query: str, documents: Sequence[str], top_n: int | None = None
+    def windows_for(
+        self, documents: Sequence[str], long_documents: str | None = None
+    ) -> tuple[list[str], list[int]]:
+        """The texts to score for ``documents`` and each text's document index: the documents
+        themselves, or their windows when ``long_documents`` (default: the configured mode) is
+        "window"."""
+        mode = long_documents or self.config.long_documents
+        if mode == "window":
+            return expand_documents(
+                documents, self.config.window_chars, self.config.window_overlap_chars
+            )
+        if mode != "truncate":
+            raise InvalidRequest(
+                f"long_documents must be 'truncate' or 'window', not {mode!r}",
+                field="long_documents",
+            )
+        return list(documents), list(range(len(documents)))
+
+    async def rerank_via(
+        self,
+        score: PairScorer,
+        query: str,
+        documents: Sequence[str],
+        top_n: int | None = None,
+        *,
+        long_documents: str | None = None,
     ) -> list[Scored]:
+        """Rank ``documents`` with ``score`` doing the model work: a Serve deployment passes its
+        cross-request batcher, ``rerank`` passes ``score_pairs`` on a worker thread. A windowed
+        document's raw score is its best window's."""
         if not documents:
             return []
-        raw = await asyncio.to_thread(self.score_pairs, [(query, d) for d in documents])
-        return top_n_of(self.scored(raw), top_n)
+        texts, owners = self.windows_for(documents, long_documents)
+        raw = await score([(query, text) for text in texts])
+        return top_n_of(self.scored(best_per_document(raw, owners, len(documents))), top_n)
+
+    async def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        top_n: int | None = None,
+        *,
+        long_documents: str | None = None,
+    ) -> list[Scored]:
+        return await self.rerank_via(
+            self._score_in_thread, query, documents, top_n, long_documents=long_documents
+        )
+
+    async def _score_in_thread(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        return await asyncio.to_thread(self.score_pairs, pairs)
+
+    def health_check(self) -> None:
+        """Score one tiny pair; raise ``BackendUnavailable`` when the model cannot."""
+        raw = self.score_pairs([("health check", "a short document")])
+        if len(raw) != 1 or not math.isfinite(raw[0]):
+            raise BackendUnavailable(
+                f"model {self.name} answered {raw!r} to the health check", backend=self.name
+            )
+
+    def _resolve_device(self, requested: str) -> str:
+        import torch
+
+        if requested == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if requested.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendUnavailable(
+                f"{self.name}: device {requested!r} is configured but CUDA is not available",
+                backend=self.name,
+            )
+        return requested
+
+    def load_model(self, load: Callable[[], _Model]) -> _Model:
+        """Run ``load`` (which builds the model on ``self.device``), then set it to inference and
+        to half precision when the device is CUDA and ``fp16`` is set. A model that cannot be
+        found or read raises ``BackendUnavailable`` naming it."""
+        try:
+            model: Any = load()
+        except (OSError, ValueError) as exc:
+            raise BackendUnavailable(
+                f"cannot load model {self.config.model!r} for {self.name}: {exc}",
+                backend=self.name,
+                field="model",
+            ) from exc
+        if self.config.fp16 and self.device.startswith("cuda"):
+            model.half()
+        model.eval()
+        return model
+
+    @staticmethod
+    def token_lengths(
+        tokenizer: PreTrainedTokenizerBase,
+        texts: Sequence[str],
+        text_pairs: Sequence[str] | None = None,
+    ) -> list[int]:
+        """Tokens of each text (or text pair), special tokens included, after the tokenizer's own
+        truncation to its max length: the width each takes in a padded batch."""
+        encoded = tokenizer(
+            list(texts),
+            list(text_pairs) if text_pairs is not None else None,
+            truncation=True,
+        )
+        return [len(ids) for ids in encoded["input_ids"]]
+
+    @staticmethod
+    def length_batches(lengths: Sequence[int], max_items: int, max_tokens: int) -> list[list[int]]:
+        """Indices into ``lengths`` grouped longest first into batches of at most ``max_items``
+        whose padded size (items x longest length) is at most ``max_tokens``. An item longer than
+        ``max_tokens`` on its own is a batch of one: it cannot be split."""
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
+        batches: list[list[int]] = []
+        batch: list[int] = []
+        for i in order:
+            # Longest first, so the batch's padded width is its first item's length.
+            if batch and (
+                len(batch) >= max_items or (len(batch) + 1) * lengths[batch[0]] > max_tokens
+            ):
+                batches.append(batch)
+                batch = []
+            batch.append(i)
+        if batch:
+            batches.append(batch)
+        return batches
+
+    def run_batched(
+        self,
+        items: Sequence[_Item],
+        lengths: Sequence[int],
+        run: Callable[[list[_Item]], Sequence[_Result]],
+    ) -> list[_Result]:
+        """``run`` over length-sorted batches of ``items`` (at most ``batch_size`` items and
+        ``max_tokens_per_batch`` padded tokens each), one batch at a time under the model lock and
+        ``torch.inference_mode``; results in input order. A runtime failure of the model (CUDA
+        out of memory, a device error) raises ``BackendUnavailable``."""
+        import torch
+
+        results: list[_Result | None] = [None] * len(items)
+        batches = self.length_batches(
+            lengths, self.config.batch_size, self.config.max_tokens_per_batch
+        )
+        with self._lock, torch.inference_mode():
+            for batch in batches:
+                try:
+                    outputs = run([items[i] for i in batch])
+                except RuntimeError as exc:
+                    raise BackendUnavailable(
+                        f"model {self.name} failed on a batch of {len(batch)}: "
+                        f"{type(exc).__name__}: {exc}",
+                        backend=self.name,
+                    ) from exc
+                for i, output in zip(batch, outputs, strict=True):
+                    results[i] = output
+        return cast("list[_Result]", results)

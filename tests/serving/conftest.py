@@ -18,7 +18,6 @@ import pytest
 import requests
 
 from tests.stubs.vendors import CohereStub, JinaStub
-from tests.tiny_models import build_tiny_cross_encoder
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -47,11 +46,6 @@ class ServedApp:
 
     def get(self, path: str, **kw: Any) -> requests.Response:
         return requests.get(self.url + path, timeout=60, **kw)
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_cross_encoder(tmp_path_factory.mktemp("models") / "tiny-cross-encoder")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,106 @@
+"""A sentence-transformers cross-encoder in this process: (query, document) pairs in, logits out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rerank_core.backends.base import LocalModelBackend
+from rerank_core.config import ConfigError, CrossEncoderConfig
+from rerank_core.types import clamp01, sigmoid
+
+if TYPE_CHECKING:
+    import torch
+    from sentence_transformers import CrossEncoder
+
+
+class CrossEncoderBackend(LocalModelBackend):
+    """A ``sentence_transformers.CrossEncoder`` loaded from a Hugging Face id or a local directory.
+
+    Raw scores are the model's logits with no activation: for a one-label model its logit, for a
+    two-label model the positive (index 1) minus the negative (index 0) logit. ``to_relevance`` maps
+    them into [0, 1] per ``config.activation``:
+
+    - "sigmoid": the logistic function of the raw score;
+    - "softmax" (two-label models only): the positive class's softmax probability, which for two
+      classes equals the sigmoid of the positive-minus-negative logit, i.e. of the raw score;
+    - "model": the activation the model's configuration names. Sigmoid for a one-label model that
+      names none or the identity (raw logits are not a relevance in [0, 1]), the softmax above for a
+      two-label model, otherwise the named activation clamped into [0, 1].
+    """
+
+    config: CrossEncoderConfig
+
+    def __init__(self, name: str, config: CrossEncoderConfig) -> None:
+        super().__init__(name, config)
+        from sentence_transformers import CrossEncoder
+
+        self.model: CrossEncoder = self.load_model(
+            lambda: CrossEncoder(
+                config.model,
+                device=self.device,
+                max_length=config.max_length,
+                trust_remote_code=config.trust_remote_code,
+                # A local directory needs nothing from the Hub, not even its model card.
+                local_files_only=Path(config.model).is_dir(),
+            )
+        )
+        self.num_labels = self.model.num_labels
+        if self.num_labels not in (1, 2):
+            raise ConfigError(
+                f"backends.{name}.model: {config.model!r} has {self.num_labels} labels; a reranker "
+                "needs one (a relevance logit) or two (not relevant, relevant)",
+                field="model",
+            )
+        self._relevance = self._relevance_function()
+
+    def _relevance_function(self) -> Callable[[float], float]:
+        import torch
+
+        activation = self.config.activation
+        if activation == "softmax" and self.num_labels != 2:
+            raise ConfigError(
+                f"backends.{self.name}.activation: 'softmax' needs a two-label model; "
+                f"{self.config.model!r} has one label",
+                field="activation",
+            )
+        if activation != "model" or self.num_labels == 2:
+            return sigmoid
+        configured = self.model.activation_fn
+        if configured is None or isinstance(configured, torch.nn.Sigmoid | torch.nn.Identity):
+            return sigmoid
+
+        def apply_configured(raw: float) -> float:
+            return clamp01(float(configured(torch.tensor([raw]))[0]))
+
+        return apply_configured
+
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        """Raw logits of ``pairs`` in input order, scored in length-sorted batches of at most
+        ``batch_size`` pairs and ``max_tokens_per_batch`` padded tokens."""
+        if not pairs:
+            return []
+        items = [(query, document) for query, document in pairs]
+        lengths = self.token_lengths(
+            self.model.tokenizer, [q for q, _ in items], [d for _, d in items]
+        )
+        return self.run_batched(items, lengths, self._logits)
+
+    def _logits(self, batch: list[tuple[str, str]]) -> list[float]:
+        import torch
+
+        logits: torch.Tensor = self.model.predict(
+            batch,
+            batch_size=len(batch),
+            activation_fn=torch.nn.Identity(),
+            convert_to_tensor=True,
+            show_progress_bar=False,
+        )
+        logits = logits.float()
+        if logits.ndim == 2:
+            logits = logits[:, 1] - logits[:, 0]
+        return [float(x) for x in logits.cpu()]
+
+    def to_relevance(self, raw: float) -> float:
+        return self._relevance(raw)
