@@ -1,0 +1,503 @@
+"""Deployment artefacts: k8s/rayservice.yaml against the RayService CRD and the service configuration,
+k8s/secret.example.yaml against the manifest, and the command line of scripts/gpu_check.py.
+
+The CRD's openAPIV3Schema is checked with ``jsonschema`` as the API server would, with unknown
+fields rejected as ``kubectl apply`` (strict field validation) rejects them. What jsonschema cannot
+evaluate (the CEL rules under ``x-kubernetes-validations``) is asserted unused by the manifest.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from rerank_core.config import LOCAL_TYPES, PACKAGED_MINILM, ServiceConfig, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+MANIFEST = REPO / "k8s" / "rayservice.yaml"
+SECRET_EXAMPLE = REPO / "k8s" / "secret.example.yaml"
+SERVE_CONFIG = REPO / "serve_config.yaml"
+GPU_CHECK = REPO / "scripts" / "gpu_check.py"
+K8S_SCHEMAS = Path(os.environ.get("RERANK_K8S_SCHEMAS", REPO.parent / "shared" / "k8s-schemas"))
+RAYSERVICE_CRD = "ray.io_rayservices.yaml"
+#: The one backend the manifest adds to serve_config.yaml.
+GPU_BACKEND = "msmarco"
+#: The CRD is a megabyte of YAML: the C parser reads it in a fraction of a second.
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@pytest.fixture(scope="session")
+def k8s_schemas() -> Path:
+    """``../shared/k8s-schemas`` (the KubeRay CRDs). Skips where it is absent (a user's own clone);
+    with ``RERANK_REQUIRE_SHARED=1`` (set by ``.ci/run``) its absence is a failure instead."""
+    if not (K8S_SCHEMAS / RAYSERVICE_CRD).is_file():
+        reason = f"KubeRay CRD schemas not found at {K8S_SCHEMAS}"
+        if os.environ.get("RERANK_REQUIRE_SHARED") == "1":
+            pytest.fail(reason + " (RERANK_REQUIRE_SHARED=1)")
+        pytest.skip(reason)
+    return K8S_SCHEMAS
+
+
+# --- OpenAPI v3 (Kubernetes structural schema) into JSON Schema --------------------------------
+
+
+def openapi_to_jsonschema(node: Any, path: tuple[str, ...] = (), cel: list | None = None) -> Any:
+    """A JSON Schema (draft 4, OpenAPI 3.0's base) that accepts what the API server accepts.
+
+    - ``x-kubernetes-int-or-string: true``: an integer or a string (the pattern checks strings only);
+    - ``nullable: true``: null allowed too;
+    - an object with ``properties`` and no ``additionalProperties`` rejects unknown fields (as
+      ``kubectl apply``'s strict field validation does), unless ``x-kubernetes-preserve-unknown-fields``;
+    - other ``x-kubernetes-*`` keys are annotations for the API server and are dropped; the paths of
+      ``x-kubernetes-validations`` (CEL rules, which jsonschema cannot run) are appended to ``cel``.
+    """
+    if isinstance(node, list):
+        return [openapi_to_jsonschema(item, path, cel) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "properties":
+            out[key] = {
+                name: openapi_to_jsonschema(sub, (*path, name), cel) for name, sub in value.items()
+            }
+        elif key == "items":
+            out[key] = openapi_to_jsonschema(value, (*path, "[]"), cel)
+        elif key == "additionalProperties" and isinstance(value, dict):
+            out[key] = openapi_to_jsonschema(value, (*path, "{}"), cel)
+        elif key == "x-kubernetes-validations" and cel is not None:
+            cel.append(path)
+        elif not key.startswith("x-kubernetes-") and key != "nullable":
+            out[key] = openapi_to_jsonschema(value, path, cel)
+    if node.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+        out.setdefault("anyOf", [{"type": "integer"}, {"type": "string"}])
+    if node.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+    if (
+        "properties" in node
+        and "additionalProperties" not in node
+        and not node.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        out["additionalProperties"] = False
+    return out
+
+
+FORMATS = jsonschema.FormatChecker()
+
+
+@FORMATS.checks("int32")
+def _is_int32(value: object) -> bool:
+    return not isinstance(value, int) or -(2**31) <= value < 2**31
+
+
+@FORMATS.checks("int64")
+def _is_int64(value: object) -> bool:
+    return not isinstance(value, int) or -(2**63) <= value < 2**63
+
+
+def crd_version(crd: dict[str, Any], api_version: str) -> dict[str, Any]:
+    """The CRD's version entry for ``api_version`` (group/version); it must be served."""
+    group, _, version = api_version.partition("/")
+    assert crd["spec"]["group"] == group, f"the CRD is for {crd['spec']['group']}, not {group}"
+    (entry,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
+    assert entry["served"], f"{api_version} is not served by this CRD"
+    return entry
+
+
+@pytest.fixture(scope="module")
+def crd(k8s_schemas: Path) -> dict[str, Any]:
+    return yaml.load((k8s_schemas / RAYSERVICE_CRD).read_text(), Loader=_FAST_LOADER)
+
+
+@dataclass(frozen=True)
+class CrdSchema:
+    """The manifest's version of the CRD as a validator, and the paths carrying CEL rules."""
+
+    validator: jsonschema.Draft4Validator
+    cel_paths: list[tuple[str, ...]]
+
+
+@pytest.fixture(scope="module")
+def crd_schema(crd: dict[str, Any], manifest: dict[str, Any]) -> CrdSchema:
+    entry = crd_version(crd, manifest["apiVersion"])
+    # The storage version is what etcd keeps; ray.io/v1 is both (v1alpha1 is served, not stored).
+    assert entry["storage"], f"{manifest['apiVersion']} is not the CRD's storage version"
+    cel: list[tuple[str, ...]] = []
+    schema = openapi_to_jsonschema(entry["schema"]["openAPIV3Schema"], cel=cel)
+    jsonschema.Draft4Validator.check_schema(schema)
+    return CrdSchema(jsonschema.Draft4Validator(schema, format_checker=FORMATS), cel)
+
+
+def schema_errors(validator: jsonschema.Draft4Validator, doc: dict[str, Any]) -> list[str]:
+    """Every violation as ``path.to.field: message``, sorted."""
+    return sorted(
+        f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
+        for e in validator.iter_errors(doc)
+    )
+
+
+# --- The documents ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def manifest() -> dict[str, Any]:
+    return yaml.safe_load(MANIFEST.read_text())
+
+
+@pytest.fixture(scope="module")
+def serve_v2(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's ``spec.serveConfigV2``, parsed."""
+    return yaml.safe_load(manifest["spec"]["serveConfigV2"])
+
+
+@pytest.fixture(scope="module")
+def serve_local() -> dict[str, Any]:
+    """serve_config.yaml, the embedded local default."""
+    return yaml.safe_load(SERVE_CONFIG.read_text())
+
+
+def only_app(serve_config: dict[str, Any]) -> dict[str, Any]:
+    (app,) = serve_config["applications"]
+    return app
+
+
+@pytest.fixture(scope="module")
+def k8s_service(serve_v2: dict[str, Any]) -> ServiceConfig:
+    return load_config(only_app(serve_v2)["args"]["service"])
+
+
+@pytest.fixture(scope="module")
+def local_service(serve_local: dict[str, Any]) -> ServiceConfig:
+    return load_config(only_app(serve_local)["args"]["service"])
+
+
+def cluster(manifest: dict[str, Any]) -> dict[str, Any]:
+    return manifest["spec"]["rayClusterConfig"]
+
+
+def groups(manifest: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(group name, group spec) of the head group and every worker group."""
+    yield "head", cluster(manifest)["headGroupSpec"]
+    for group in cluster(manifest)["workerGroupSpecs"]:
+        yield group["groupName"], group
+
+
+def ray_container(group: dict[str, Any]) -> dict[str, Any]:
+    # KubeRay runs Ray in the Pod template's first container.
+    return group["template"]["spec"]["containers"][0]
+
+
+def gpus(group: dict[str, Any]) -> int:
+    return int(ray_container(group).get("resources", {}).get("limits", {}).get("nvidia.com/gpu", 0))
+
+
+def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+# --- Schema -----------------------------------------------------------------------------------
+
+
+def test_manifest_is_a_valid_rayservice(crd_schema: CrdSchema, manifest: dict[str, Any]) -> None:
+    assert manifest["apiVersion"] == "ray.io/v1" and manifest["kind"] == "RayService"
+    assert schema_errors(crd_schema.validator, manifest) == []
+
+
+def set_at(doc: Any, path: tuple[Any, ...], value: Any) -> None:
+    for key in path[:-1]:
+        doc = doc[key]
+    doc[path[-1]] = value
+
+
+_WORKER = ("spec", "rayClusterConfig", "workerGroupSpecs", 0)
+_GPU_LIMIT = (*_WORKER, "template", "spec", "containers", 0, "resources", "limits", "nvidia.com/gpu")
+BROKEN: dict[str, tuple[tuple[Any, ...], Any]] = {
+    "a count given as a word": ((*_WORKER, "maxReplicas"), "four"),
+    "a misspelt field": ((*_WORKER, "minReplica"), 1),
+    "a quantity that is no quantity": (_GPU_LIMIT, "one GPU"),
+    "an auth mode the enum lacks": (("spec", "rayClusterConfig", "authOptions", "mode"), "tokens"),
+    "an int32 overflow": ((*_WORKER, "maxReplicas"), 2**31),
+    "serveConfigV2 as a mapping, not a string": (("spec", "serveConfigV2"), {"applications": []}),
+    "rayStartParams values must be strings": (
+        ("spec", "rayClusterConfig", "headGroupSpec", "rayStartParams", "num-cpus"),
+        0,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_schema_validation_rejects_a_broken_manifest(
+    crd_schema: CrdSchema, manifest: dict[str, Any], case: str
+) -> None:
+    path, value = BROKEN[case]
+    broken = copy.deepcopy(manifest)
+    set_at(broken, path, value)
+    errors = list(crd_schema.validator.iter_errors(broken))
+    assert errors, f"{case}: the broken manifest passed validation"
+    # The error is about the field that was broken (or, for an unknown field, its parent).
+    where = {tuple(e.absolute_path) for e in errors}
+    assert path in where or path[:-1] in where, (case, where)
+
+
+def test_manifest_sets_no_field_guarded_by_cel_rules(
+    crd_schema: CrdSchema, manifest: dict[str, Any]
+) -> None:
+    cel_paths = crd_schema.cel_paths
+    assert cel_paths, "the CRD has CEL rules; their paths should have been collected"
+
+    def present(doc: Any, path: tuple[str, ...]) -> bool:
+        if not path:
+            return True
+        head, rest = path[0], path[1:]
+        if head == "[]":
+            return isinstance(doc, list) and any(present(item, rest) for item in doc)
+        if head == "{}":
+            return isinstance(doc, dict) and any(present(v, rest) for v in doc.values())
+        return isinstance(doc, dict) and head in doc and present(doc[head], rest)
+
+    assert [p for p in cel_paths if present(manifest, p)] == []
+
+
+# --- serveConfigV2: the same application as serve_config.yaml, with GPU values -----------------
+
+
+def test_serve_configs_are_valid_serve_deploy_configs(
+    serve_v2: dict[str, Any], serve_local: dict[str, Any]
+) -> None:
+    from ray.serve.schema import DeploymentSchema, ServeApplicationSchema, ServeDeploySchema
+
+    def unknown(model: Any, mapping: dict[str, Any]) -> set[str]:
+        return set(mapping) - set(model.model_fields)
+
+    for config in (serve_v2, serve_local):
+        ServeDeploySchema.model_validate(config)
+        # Serve's schema ignores unknown keys, so a misspelt option would silently do nothing.
+        assert unknown(ServeDeploySchema, config) == set()
+        for app in config["applications"]:
+            assert unknown(ServeApplicationSchema, app) == set()
+            for deployment in app.get("deployments", []):
+                assert unknown(DeploymentSchema, deployment) == set()
+
+
+def test_same_application_as_serve_config(
+    serve_v2: dict[str, Any], serve_local: dict[str, Any]
+) -> None:
+    k8s, local = only_app(serve_v2), only_app(serve_local)
+    for key in ("name", "route_prefix", "import_path"):
+        assert k8s[key] == local[key], key
+    assert k8s["import_path"] == "deployments.app:build_app"
+
+
+def test_backends_and_routes_differ_only_by_the_gpu_model(
+    k8s_service: ServiceConfig, local_service: ServiceConfig
+) -> None:
+    assert set(k8s_service.backends) - set(local_service.backends) == {GPU_BACKEND}
+    assert set(local_service.backends) - set(k8s_service.backends) == set()
+    assert set(k8s_service.routes) == set(local_service.routes)
+    assert k8s_service.default_route == local_service.default_route
+    for name, cfg in local_service.backends.items():
+        theirs = k8s_service.backends[name]
+        assert (theirs.type, theirs.model) == (cfg.type, cfg.model), name
+
+
+def test_gpu_model_is_served_on_gpus_with_autoscaling(k8s_service: ServiceConfig) -> None:
+    cfg = k8s_service.backends[GPU_BACKEND]
+    assert cfg.type == "cross_encoder" and cfg.model == "cross-encoder/ms-marco-MiniLM-L-6-v2"
+    s = cfg.serving
+    assert s.num_gpus >= 1
+    assert 1 <= s.min_replicas < s.max_replicas
+    assert s.max_batch_size == 128 and s.max_ongoing_requests >= s.max_batch_size
+
+
+def test_default_route_tries_a_gpu_model_then_the_packaged_minilm(k8s_service: ServiceConfig) -> None:
+    _, route = k8s_service.resolve_route(None)
+    first = k8s_service.backends[route.backends[0]]
+    assert first.type in LOCAL_TYPES and first.serving.num_gpus >= 1
+    fallbacks = [k8s_service.backends[b] for b in route.backends[1:]]
+    assert any(
+        f.type == "bi_encoder" and f.model == PACKAGED_MINILM and f.serving.num_gpus == 0
+        for f in fallbacks
+    )
+
+
+def test_serve_listens_on_every_node_on_the_serve_port(
+    serve_v2: dict[str, Any], manifest: dict[str, Any]
+) -> None:
+    # HeadOnly would leave no proxy on the GPU workers, whose readiness KubeRay ties to it.
+    assert serve_v2.get("proxy_location", "EveryNode") == "EveryNode"
+    http = serve_v2["http_options"]
+    assert http["host"] == "0.0.0.0"
+    for name, group in groups(manifest):
+        ports = {p.get("name"): p["containerPort"] for p in ray_container(group).get("ports", [])}
+        # KubeRay's <name>-serve-svc and its proxy probe target the container port named "serve".
+        assert ports.get("serve") == http["port"] == 8000, name
+
+
+def _built_deployments(service: dict[str, Any]) -> dict[str, Any]:
+    """Deployment name -> Serve ``Deployment`` of what ``deployments.app.build_app`` builds.
+
+    ``build_app`` only binds deployments into an Application graph; Serve's own graph expansion
+    (``ray.serve._private.build_app``, what ``serve run`` uses) names them. Neither starts Ray.
+    """
+    from ray.serve._private.build_app import build_app as expand
+
+    from deployments.app import build_app
+
+    built = expand(build_app({"service": service}), name="rerank")
+    return {d.name: d for d in built.deployments}
+
+
+def test_deployment_names_match_between_serve_config_and_manifest(
+    serve_v2: dict[str, Any], serve_local: dict[str, Any]
+) -> None:
+    import ray
+
+    from deployments.app import model_deployment_name
+
+    ray_was_up = ray.is_initialized()
+    k8s = _built_deployments(only_app(serve_v2)["args"]["service"])
+    local = _built_deployments(only_app(serve_local)["args"]["service"])
+    assert ray.is_initialized() == ray_was_up, "building the application started Ray"
+
+    assert set(local) == {model_deployment_name("minilm"), "Router"}
+    assert set(local) < set(k8s)
+    assert set(k8s) - set(local) == {model_deployment_name(GPU_BACKEND)}
+    # A `deployments:` override naming no deployment of the application fails the deploy.
+    for config, names in ((serve_v2, k8s), (serve_local, local)):
+        overrides = {d["name"] for d in only_app(config).get("deployments", [])}
+        assert overrides <= set(names), overrides - set(names)
+
+    gpu = k8s[model_deployment_name(GPU_BACKEND)]
+    assert gpu.ray_actor_options["num_gpus"] >= 1
+    scaling = gpu._deployment_config.autoscaling_config
+    assert scaling is not None and scaling.min_replicas < scaling.max_replicas
+
+
+def test_auth_enabled_with_keys_from_secrets(
+    k8s_service: ServiceConfig, manifest: dict[str, Any]
+) -> None:
+    assert k8s_service.auth.enabled
+    vendor_envs = {
+        cfg.api_key_env for cfg in k8s_service.backends.values() if cfg.type not in LOCAL_TYPES
+    }
+    assert vendor_envs == {"CO_API_KEY", "JINA_API_KEY", "VOYAGE_API_KEY", "OPENAI_API_KEY"}
+    for name, group in groups(manifest):
+        env = env_of(ray_container(group))
+        service_keys = env[k8s_service.auth.api_keys_env]["valueFrom"]["secretKeyRef"]
+        assert not service_keys.get("optional", False), name
+        for var in vendor_envs:
+            assert env[var]["valueFrom"]["secretKeyRef"]["optional"] is True, (name, var)
+        assert not [v for v in env.values() if "KEY" in v["name"] and "value" in v], name
+
+
+def test_ray_token_auth_is_on_and_left_to_kuberay(manifest: dict[str, Any]) -> None:
+    auth = cluster(manifest)["authOptions"]
+    assert auth["mode"] == "token" and auth["secretName"]
+    for name, group in groups(manifest):
+        # KubeRay sets RAY_AUTH_MODE/RAY_AUTH_TOKEN itself; a value here would fight it.
+        assert not {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN"} & set(env_of(ray_container(group))), name
+
+
+def test_gpu_replicas_land_on_gpu_workers_that_autoscale(
+    manifest: dict[str, Any], k8s_service: ServiceConfig
+) -> None:
+    rc = cluster(manifest)
+    assert rc["enableInTreeAutoscaling"] is True and rc["autoscalerOptions"]
+    head = rc["headGroupSpec"]
+    assert head["rayStartParams"]["num-cpus"] == "0" and gpus(head) == 0
+    ports = {p["containerPort"] for p in ray_container(head)["ports"]}
+    assert {6379, 8265, 8000} <= ports
+    gpu_groups = [g for g in rc["workerGroupSpecs"] if gpus(g) >= 1]
+    assert gpu_groups, "no worker group asks for nvidia.com/gpu"
+    models = [c.serving for c in k8s_service.backends.values() if c.type in LOCAL_TYPES]
+    # Pods enough for every GPU replica at the top of the autoscaling range, and at its bottom.
+    assert sum(g["maxReplicas"] * gpus(g) for g in gpu_groups) >= sum(
+        s.max_replicas * s.num_gpus for s in models
+    )
+    assert sum(g["minReplicas"] * gpus(g) for g in gpu_groups) >= sum(
+        s.min_replicas * s.num_gpus for s in models
+    )
+    for g in gpu_groups:
+        assert g["minReplicas"] < g["maxReplicas"]
+
+
+def test_probes_left_to_kuberay_and_one_image(manifest: dict[str, Any]) -> None:
+    images = set()
+    for name, group in groups(manifest):
+        container = ray_container(group)
+        # KubeRay injects the serve-aware probes only where none is given.
+        assert "readinessProbe" not in container and "livenessProbe" not in container, name
+        images.add(container["image"])
+    # The Serve controller on the head imports the application too: one image everywhere.
+    assert len(images) == 1
+
+
+def test_secret_example_has_every_required_key_with_fake_values(manifest: dict[str, Any]) -> None:
+    secrets = {
+        doc["metadata"]["name"]: doc["stringData"]
+        for doc in yaml.safe_load_all(SECRET_EXAMPLE.read_text())
+        if doc["kind"] == "Secret"
+    }
+    for name, group in groups(manifest):
+        for var in env_of(ray_container(group)).values():
+            ref = var.get("valueFrom", {}).get("secretKeyRef")
+            if ref and not ref.get("optional", False):
+                assert ref["key"] in secrets.get(ref["name"], {}), (name, var["name"])
+    assert "auth_token" in secrets[cluster(manifest)["authOptions"]["secretName"]]
+    for values in secrets.values():
+        assert all("REPLACE-ME" in v and "fake" in v for v in values.values())
+
+
+# --- scripts/gpu_check.py -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gpu_check() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gpu_check", GPU_CHECK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_help_and_arguments(gpu_check: ModuleType) -> None:
+    help_text = subprocess.run(
+        [sys.executable, str(GPU_CHECK), "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert help_text.returncode == 0 and "--allow-cpu" in help_text.stdout
+    quick = gpu_check.parse_args(["--allow-cpu", "--quick"])
+    assert quick.batch_sizes == [8, 32] and quick.allow_cpu and quick.duration_s < 10
+    full = gpu_check.parse_args(["--batch-sizes", "16,128", "--docs-per-request", "20"])
+    assert full.batch_sizes == [16, 128] and full.docs_per_request == 20 and not full.allow_cpu
+    config = load_config(gpu_check.service_config(Path("/models/x"), 64, 1, 2))
+    serving = config.backends[gpu_check.BACKEND].serving
+    assert (serving.num_gpus, serving.max_batch_size) == (1, 64)
+    with pytest.raises(SystemExit):
+        gpu_check.parse_args(["--batch-sizes", "0,8"])
+
+
+def test_gpu_check_exits_1_without_a_gpu() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible here: the check would run for real")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    done = subprocess.run(
+        [sys.executable, str(GPU_CHECK)], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 1
+    assert "no CUDA GPU" in done.stdout
