@@ -301,6 +301,8 @@ def make_router(service_dict: dict[str, Any]) -> Any:
                     self.backends[name] = build_backend(name, cfg)
             self.breakers = {name: CircuitBreaker(service.breaker) for name in self.backends}
             self.chains: dict[str, FallbackChain] = {}
+            #: Requests being answered now; a disconnected client's request leaves this at once.
+            self.in_flight = 0
             self.requests = metrics.Counter(
                 "rerank_requests",
                 description="Rerank requests by route, answering backend and status.",
@@ -332,6 +334,7 @@ def make_router(service_dict: dict[str, Any]) -> Any:
             route_name, chain = self.chain_for(q.model)
             status = "ok"
             backend = "-"
+            self.in_flight += 1
             try:
                 result = await asyncio.wait_for(
                     chain.rerank(q.query, q.texts, q.top_n, long_documents=q.long_documents),
@@ -350,7 +353,11 @@ def make_router(service_dict: dict[str, Any]) -> Any:
             except RerankError as exc:
                 status = exc.code
                 raise
+            except asyncio.CancelledError:
+                status = "cancelled"
+                raise
             finally:
+                self.in_flight -= 1
                 self.requests.inc(
                     tags={"route": route_name, "backend": backend, "status": status}
                 )
@@ -484,12 +491,13 @@ def make_router(service_dict: dict[str, Any]) -> Any:
 
         @api.get("/v1/stats", dependencies=auth)
         async def stats(self) -> dict[str, Any]:
-            """Batching statistics of each local model's replica that answers."""
+            """Requests in flight in this router replica, and the batching statistics of each local
+            model's replica that answers."""
             out: dict[str, Any] = {}
             for name, backend in self.backends.items():
                 if isinstance(backend, DeploymentBackend):
                     out[name] = await backend.handle.stats.remote()
-            return {"models": out}
+            return {"router": {"in_flight": self.in_flight}, "models": out}
 
     return Router
 

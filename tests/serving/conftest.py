@@ -126,6 +126,7 @@ def service_config(
             "victim-route": {"backends": ["victim", "minilm"], "timeout_s": 5, "retries": 1},
             "flaky-api": {"backends": ["co_flaky", "tiny"], "timeout_s": 0.5, "retries": 1},
             "auth-fail": {"backends": ["co_401", "tiny"]},
+            "slow-api": {"backends": ["jina_slow"], "timeout_s": 20, "retries": 0},
         },
         "breaker": {"failures": 5, "reset_s": 2},
         "default_route": "default",

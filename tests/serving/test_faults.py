@@ -131,3 +131,27 @@ def test_secrets_never_appear_in_responses_or_logs(app: ServedApp) -> None:
         assert not leaked, f"a secret reached the logs: {leaked}"
     # The stubs really got the keys, so the check above could have found them.
     assert app.cohere_ok.last_request.bearer == FAKE_CO_KEY
+
+
+def test_client_disconnect_cancels_the_work(app: ServedApp) -> None:
+    import json
+    import socket
+    from urllib.parse import urlsplit
+
+    stats = lambda: app.get("/v1/stats").json()["router"]["in_flight"]  # noqa: E731
+    assert stats() == 0
+    body = json.dumps({"query": "q", "documents": ["a", "b"], "model": "slow-api"}).encode()
+    host, port = urlsplit(app.url).hostname, urlsplit(app.url).port
+    with socket.create_connection((host, port)) as sock:
+        sock.sendall(
+            b"POST /rerank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        time.sleep(1.0)
+        assert stats() == 1, "the request is waiting on the 5 s vendor"
+    # The client is gone; the vendor stub would answer only ~4 s from now.
+    deadline = time.monotonic() + 2.5
+    while stats() != 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert stats() == 0, "the router still works for a client that left"
