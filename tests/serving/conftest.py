@@ -48,6 +48,10 @@ class ServedApp:
         return requests.get(self.url + path, timeout=60, **kw)
 
 
+#: Where the local Ray exports Prometheus metrics during the tests.
+METRICS_PORT = free_port()
+
+
 @pytest.fixture(scope="session")
 def ray_serve() -> Iterator[int]:
     """A local Ray with Serve listening on a free loopback port; shut down through Ray's API."""
@@ -55,7 +59,13 @@ def ray_serve() -> Iterator[int]:
     from ray import serve
 
     port = free_port()
-    ray.init(num_cpus=2, include_dashboard=False, namespace="rerank-tests", log_to_driver=False)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        namespace="rerank-tests",
+        log_to_driver=False,
+        _metrics_export_port=METRICS_PORT,
+    )
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     try:
         yield port

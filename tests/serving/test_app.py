@@ -8,7 +8,7 @@ import cohere
 import pytest
 import requests
 
-from tests.serving.conftest import ServedApp
+from tests.serving.conftest import METRICS_PORT, ServedApp
 from tests.tiny_models import EXAMPLES
 
 pytestmark = pytest.mark.serve
@@ -195,3 +195,26 @@ def test_unknown_model_is_404_naming_the_field(app: ServedApp) -> None:
     assert resp.status_code == 404
     assert resp.json()["error"]["field"] == "model"
     assert requests.post(app.url + "/rerank", json={"query": "q", "documents": ["a"]}).ok
+
+
+def test_prometheus_metrics_are_exported(app: ServedApp) -> None:
+    import time
+
+    for _ in range(3):
+        app.post("/rerank", {"query": EX.query, "documents": DOCS, "model": "with-fallback"})
+    wanted = ("ray_rerank_requests", "ray_rerank_fallbacks", "ray_rerank_request_latency_s",
+              "ray_rerank_model_batch_pairs")
+    deadline = time.monotonic() + 60
+    text = ""
+    while time.monotonic() < deadline:
+        text = requests.get(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10).text
+        if all(w in text for w in wanted):
+            break
+        time.sleep(2)
+    missing = [w for w in wanted if w not in text]
+    assert not missing, missing
+    line = next(
+        ln for ln in text.splitlines()
+        if ln.startswith("ray_rerank_fallbacks") and 'route="with-fallback"' in ln
+    )
+    assert 'backend="tiny"' in line and float(line.rsplit(" ", 1)[1]) >= 3
