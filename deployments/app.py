@@ -17,20 +17,25 @@ def model_deployment_name(backend_name: str) -> str:
     return f"model-{backend_name}"
 
 
-def _check_local_weights(service: ServiceConfig) -> None:
-    """Fail at start-up, naming the model, when a local path is given and does not exist.
+def _resolve_local_paths(service: ServiceConfig) -> ServiceConfig:
+    """Make local model directories absolute (replicas may run in another working directory), and
+    fail at start-up, naming the model, when one does not exist.
 
     A Hugging Face id is resolved by the replica (from the local cache or the hub); if that fails,
     the deployment fails to start with the model's name in Serve's status and log.
     """
+    backends = {}
     for name, cfg in service.backends.items():
-        if cfg.type not in LOCAL_TYPES or cfg.model.startswith("packaged:"):
-            continue
-        looks_like_path = cfg.model.startswith(("/", "./", "../", "~"))
-        if looks_like_path and not Path(cfg.model).expanduser().is_dir():
-            raise ConfigError(
-                f"backends.{name}.model: the directory {cfg.model!r} does not exist"
-            )
+        looks_like_path = cfg.type in LOCAL_TYPES and cfg.model.startswith(("/", "./", "../", "~"))
+        if looks_like_path:
+            path = Path(cfg.model).expanduser().resolve()
+            if not path.is_dir():
+                raise ConfigError(
+                    f"backends.{name}.model: the directory {cfg.model!r} does not exist"
+                )
+            cfg = cfg.model_copy(update={"model": str(path)})
+        backends[name] = cfg
+    return service.model_copy(update={"backends": backends})
 
 
 def build_app(args: dict[str, Any]) -> Application:
@@ -45,7 +50,7 @@ def build_app(args: dict[str, Any]) -> Application:
         service = load_config(args["config_file"])
     else:
         raise ConfigError("build_app needs args.service (a mapping) or args.config_file (a path)")
-    _check_local_weights(service)
+    service = _resolve_local_paths(service)
     handles = {}
     for name, cfg in service.backends.items():
         if cfg.type not in LOCAL_TYPES:
