@@ -12,7 +12,7 @@ OUT="${OUT:-runs/bench-$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$OUT"
 "$VENV/bin/serve" run benchmarks/serve_bench.yaml >"$OUT/serve.log" 2>&1 &
 SERVE_PID=$!
-trap 'kill -INT $SERVE_PID 2>/dev/null; wait $SERVE_PID 2>/dev/null || true' EXIT
+trap 'kill -TERM $SERVE_PID 2>/dev/null; wait $SERVE_PID 2>/dev/null || true' EXIT
 for _ in $(seq 1 180); do
   curl -sf http://127.0.0.1:8011/health >/dev/null && break
   kill -0 $SERVE_PID 2>/dev/null || { cat "$OUT/serve.log"; exit 1; }

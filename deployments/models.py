@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections import Counter as TallyCounter
 from collections.abc import Sequence
 from typing import Any
@@ -48,6 +49,10 @@ class LocalModelDeployment:
         self.backend: LocalModelBackend = backend
         self.torch_threads = threads
         self._batch_sizes: TallyCounter[int] = TallyCounter()
+        #: ``rerank`` calls being answered now (their pairs queued or in a batch).
+        self.in_flight = 0
+        #: Seconds spent in forward passes (with ``pairs``, the model's own pairs/s).
+        self.busy_s = 0.0
         self._batch_size_metric = metrics.Histogram(
             "rerank_model_batch_pairs",
             description="Pairs scored in one batched call of a local model.",
@@ -77,7 +82,11 @@ class LocalModelDeployment:
         """Raw scores of a batch of pairs gathered from many requests."""
         self._batch_sizes[len(pairs)] += 1
         self._batch_size_metric.observe(len(pairs))
-        return await asyncio.to_thread(self.backend.score_pairs, pairs)
+        started = time.perf_counter()
+        try:
+            return await self.backend.score_pairs_async(pairs)
+        finally:
+            self.busy_s += time.perf_counter() - started
 
     async def _score_many(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         return list(await asyncio.gather(*(self.score_pair(p) for p in pairs)))
@@ -90,15 +99,21 @@ class LocalModelDeployment:
         long_documents: str | None = None,
     ) -> list[Scored]:
         """Scored indices into ``documents``, best first, through the shared batches."""
-        return await self.backend.rerank_via(
-            self._score_many, query, documents, top_n, long_documents=long_documents
-        )
+        self.in_flight += 1
+        try:
+            return await self.backend.rerank_via(
+                self._score_many, query, documents, top_n, long_documents=long_documents
+            )
+        finally:
+            self.in_flight -= 1
 
     def stats(self) -> dict[str, Any]:
         """Batches seen so far, by size: ``{"batches": n, "pairs": n, "sizes": {size: count}}``."""
         return {
             "device": self.backend.device,
             "torch_threads": self.torch_threads,
+            "in_flight": self.in_flight,
+            "busy_s": round(self.busy_s, 3),
             "max_batch_size": self.score_pair._get_max_batch_size(),
             "batch_wait_timeout_s": self.score_pair._get_batch_wait_timeout_s(),
             "batches": sum(self._batch_sizes.values()),
@@ -111,4 +126,4 @@ class LocalModelDeployment:
 
     async def check_health(self) -> None:
         """Serve's health probe: fails when the model can no longer score."""
-        await asyncio.to_thread(self.backend.health_check)
+        await self.backend.health_check_async()

@@ -7,6 +7,7 @@ import asyncio
 import math
 import threading
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from rerank_core.config import BiEncoderConfig, CrossEncoderConfig
@@ -81,6 +82,10 @@ class LocalModelBackend(Backend):
         # One forward pass at a time: tokenizers and CUDA streams are not safe to share between
         # threads, and a second concurrent batch would only double peak memory.
         self._lock = threading.Lock()
+        # Every forward pass runs on this one thread. Torch keeps an OpenMP pool per calling
+        # thread, and idle pools spin: passes spread over asyncio's default executor left several
+        # pools spinning against each other and ran a 2-core CPU many times slower.
+        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-model")
 
     @abc.abstractmethod
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
@@ -142,11 +147,18 @@ class LocalModelBackend(Backend):
         long_documents: str | None = None,
     ) -> list[Scored]:
         return await self.rerank_via(
-            self._score_in_thread, query, documents, top_n, long_documents=long_documents
+            self.score_pairs_async, query, documents, top_n, long_documents=long_documents
         )
 
-    async def _score_in_thread(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        return await asyncio.to_thread(self.score_pairs, pairs)
+    async def score_pairs_async(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        """``score_pairs`` on the model's own thread, leaving the event loop free."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._model_thread, self.score_pairs, pairs
+        )
+
+    async def health_check_async(self) -> None:
+        """``health_check`` on the model's own thread."""
+        await asyncio.get_running_loop().run_in_executor(self._model_thread, self.health_check)
 
     def health_check(self) -> None:
         """Score one tiny pair; raise ``BackendUnavailable`` when the model cannot."""
