@@ -39,6 +39,7 @@ from rerank_core.errors import (
     MalformedBody,
     PayloadTooLarge,
     RerankError,
+    RouteError,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -231,9 +232,7 @@ def create_api(service: ServiceConfig) -> FastAPI:
 
     @api.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        err = RerankError(str(exc.detail))
-        err.http_status, err.code = exc.status_code, "http_error"
-        return error_response(err, _request_id(request))
+        return error_response(RouteError(str(exc.detail), exc.status_code), _request_id(request))
 
     @api.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

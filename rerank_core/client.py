@@ -28,6 +28,7 @@ from rerank_core.errors import (
     InvalidRequest,
     PayloadTooLarge,
     RerankError,
+    RouteError,
     Unauthorized,
 )
 from rerank_core.types import Document, Skip
@@ -150,6 +151,8 @@ def error_from_response(status: int, body: object) -> RerankError:
         return AllBackendsFailed(message, skipped=skipped if isinstance(skipped, list) else [])
     if issubclass(cls, BackendError):
         return cls(message, backend=SERVICE, field=field_)
+    if issubclass(cls, RouteError):
+        return RouteError(message, status)
     return cls(message, field=field_)
 
 

@@ -69,6 +69,16 @@ class Unauthorized(RerankError):
     code = "unauthorized"
 
 
+class RouteError(RerankError):
+    """An HTTP-level refusal before any rerank logic: unknown path, wrong method."""
+
+    code = "http_error"
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.http_status = status
+
+
 class BackendError(RerankError):
     """A backend could not answer. ``retryable`` says whether the chain may retry or fall back."""
 

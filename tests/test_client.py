@@ -211,3 +211,15 @@ def test_rerank_core_does_not_import_langchain() -> None:
         "import sys, rerank_core.client, rerank_core.integrations; assert 'langchain_core' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+def test_every_error_type_of_the_service_maps_to_a_typed_error() -> None:
+    from rerank_core import errors
+    from rerank_core.client import _TYPED, error_from_response
+
+    assert "http_error" in _TYPED and "malformed_body" in _TYPED
+    for code, cls in _TYPED.items():
+        err = error_from_response(418, {"error": {"type": code, "message": "m", "field": "f"}})
+        assert isinstance(err, cls) and isinstance(err, errors.RerankError), code
+    routed = error_from_response(405, {"error": {"type": "http_error", "message": "Method Not Allowed"}})
+    assert routed.http_status == 405
