@@ -460,8 +460,10 @@ def make_router(service_dict: dict[str, Any]) -> Any:
                     strict=True,
                 )
             )
-            ready = [n for n, s in states.items() if s["state"] == "ready"]
-            status = "ok" if len(ready) == len(states) else "degraded" if ready else "unavailable"
+            # A backend disabled on purpose (no key) does not make the service degraded.
+            enabled = [s for s in states.values() if s["state"] != "disabled"]
+            ready = [s for s in enabled if s["state"] == "ready"]
+            status = "ok" if len(ready) == len(enabled) else "degraded" if ready else "unavailable"
             return JSONResponse(
                 {"status": status, "backends": states},
                 status_code=200 if ready else 503,

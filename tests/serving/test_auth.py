@@ -82,7 +82,12 @@ def test_cohere_sdk_uses_the_service_key(secure_url: str) -> None:
 
 
 def test_health_stays_open(secure_url: str) -> None:
-    assert requests.get(secure_url + "/health", timeout=30).status_code == 200
+    health = requests.get(secure_url + "/health", timeout=30)
+    assert health.status_code == 200
+    assert health.json() == {
+        "status": "ok",
+        "backends": {"co": {"type": "cohere", "breaker": "closed", "state": "ready"}},
+    }
 
 
 def test_auth_is_off_by_default(app: ServedApp) -> None:
