@@ -19,7 +19,7 @@ pytestmark = pytest.mark.serve
 
 
 async def test_service_and_in_process_rank_identically(app: ServedApp, shared_data: Path) -> None:
-    dataset = load_named("trec-dl20", shared_data, top_k=60)
+    dataset = load_named("trec-dl20", shared_data, top_k=40)
     dataset = replace(dataset, queries=dataset.queries[:4])
     local = await rerank_dataset(
         dataset, InProcessReranker(build_backend("minilm", BiEncoderConfig())), progress=False
