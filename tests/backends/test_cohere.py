@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,11 +16,9 @@ from rerank_core.errors import (
     BackendAuthError,
     BackendBadRequest,
     BackendError,
-    BackendRateLimited,
-    BackendTimeout,
     BackendUnavailable,
 )
-from tests.stubs.vendors import CohereStub, closed_port_url, stub_fixture
+from tests.stubs.vendors import CohereStub, stub_fixture
 
 KEY = "co-test-key-5f1e9a"
 KEY_ENV = "TEST_COHERE_BACKEND_KEY"
@@ -97,11 +94,6 @@ async def test_top_n_beyond_the_documents_is_capped(
     assert stub.last_request.json["top_n"] == 2
 
 
-async def test_empty_documents_make_no_call(backend: CohereBackend, stub: CohereStub) -> None:
-    assert await backend.rerank(QUERY, [], top_n=3) == []
-    assert stub.calls == 0
-
-
 async def test_score_outside_unit_interval_is_clamped_and_raw_kept(
     backend: CohereBackend, stub: CohereStub
 ) -> None:
@@ -116,14 +108,9 @@ async def test_score_outside_unit_interval_is_clamped_and_raw_kept(
 @pytest.mark.parametrize(
     ("behaviour", "expected"),
     [
-        ("429", BackendRateLimited),
-        ("500", BackendUnavailable),
         ("503", BackendUnavailable),
-        ("401", BackendAuthError),
-        ("403", BackendAuthError),
         ("498", BackendAuthError),
         ("400", BackendBadRequest),
-        ("slow", BackendTimeout),
     ],
 )
 async def test_vendor_failure_maps_to_typed_error(
@@ -171,33 +158,6 @@ async def test_unreadable_body_is_unavailable(
         await backend.rerank(QUERY, DOCS)
 
 
-async def test_connection_refused_is_unavailable(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.DEBUG)
-    monkeypatch.setenv(KEY_ENV, KEY)
-    backend = make_backend(closed_port_url())
-    try:
-        with pytest.raises(BackendUnavailable, match="cannot reach") as caught:
-            await backend.rerank(QUERY, DOCS)
-    finally:
-        await backend.close()
-    assert KEY not in str(caught.value) + caplog.text
-
-
-async def test_missing_key_is_an_auth_error_raised_at_call_time(
-    stub: CohereStub, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv(KEY_ENV, raising=False)
-    backend = make_backend(stub.base_url)
-    try:
-        with pytest.raises(BackendAuthError, match=KEY_ENV):
-            await backend.rerank(QUERY, DOCS)
-    finally:
-        await backend.close()
-    assert stub.calls == 0
-
-
 async def test_key_from_a_mounted_file(
     stub: CohereStub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -210,21 +170,6 @@ async def test_key_from_a_mounted_file(
     finally:
         await backend.close()
     assert stub.last_request.bearer == KEY
-
-
-@pytest.mark.parametrize("behaviour", ["401", "500", "400", "malformed"])
-async def test_key_never_appears_in_errors_repr_or_logs(
-    backend: CohereBackend, stub: CohereStub, caplog: pytest.LogCaptureFixture, behaviour: str
-) -> None:
-    caplog.set_level(logging.DEBUG)
-    stub.set_behaviour(behaviour)
-
-    with pytest.raises(BackendError) as caught:
-        await backend.rerank(QUERY, DOCS)
-
-    for text in (str(caught.value), repr(caught.value), repr(backend), caplog.text):
-        assert KEY not in text
-    assert caught.value.__cause__ is None
 
 
 async def test_v1_endpoint_speaks_cohere_v1(stub: CohereStub) -> None:
