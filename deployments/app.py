@@ -9,7 +9,7 @@ from ray.serve import Application
 
 from deployments.models import LocalModelDeployment
 from deployments.router import make_router
-from rerank_core.config import LOCAL_TYPES, ConfigError, ServiceConfig, load_config
+from rerank_core.config import LOCAL_TYPES, ConfigError, ServiceConfig, load_app_args
 
 
 def model_deployment_name(backend_name: str) -> str:
@@ -44,13 +44,7 @@ def build_app(args: dict[str, Any]) -> Application:
     ``args`` holds the service configuration under ``service`` (a mapping) or ``config_file``
     (a YAML path); it is validated here, so a bad field stops ``serve run`` with its name.
     """
-    if "service" in args:
-        service = load_config(args["service"])
-    elif "config_file" in args:
-        service = load_config(args["config_file"])
-    else:
-        raise ConfigError("build_app needs args.service (a mapping) or args.config_file (a path)")
-    service = _resolve_local_paths(service)
+    service = _resolve_local_paths(load_app_args(args))
     handles = {}
     for name, cfg in service.backends.items():
         if cfg.type not in LOCAL_TYPES:

@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from rerank_core.backends import build_backend
-from rerank_core.config import BiEncoderConfig, ServiceConfig, load_config
+from rerank_core.config import BiEncoderConfig, ServiceConfig, load_app_args, load_config
 from rerank_core.errors import RerankError
 from rerank_core.fallback import CircuitBreaker, build_chain
 from rerank_core.types import RankedResult
@@ -27,8 +27,7 @@ def service_from_file(path: Path) -> ServiceConfig:
     """A service configuration from a plain config file or a Serve config (its first application)."""
     data = yaml.safe_load(path.read_text())
     if isinstance(data, dict) and "applications" in data:
-        args = data["applications"][0].get("args", {})
-        return load_config(args["service"]) if "service" in args else load_config(args["config_file"])
+        return load_app_args(data["applications"][0].get("args", {}))
     return load_config(path)
 
 

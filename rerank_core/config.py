@@ -298,3 +298,13 @@ def load_config(source: dict[str, Any] | str | Path) -> ServiceConfig:
         return ServiceConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc)) from None
+
+
+def load_app_args(args: dict[str, Any]) -> ServiceConfig:
+    """The service configuration a Serve application's ``args`` hold: inline under ``service``
+    (a mapping) or in the YAML file named by ``config_file``."""
+    if "service" in args:
+        return load_config(args["service"])
+    if "config_file" in args:
+        return load_config(args["config_file"])
+    raise ConfigError("the application's args need service (a mapping) or config_file (a path)")

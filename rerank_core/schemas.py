@@ -56,8 +56,9 @@ class _CohereDocument(BaseModel):
     text: StrictStr
 
 
-class CohereV2Request(BaseModel):
-    """``POST /v2/rerank``: Cohere's v2 request (documents are strings)."""
+class _CohereRequest(BaseModel):
+    """What Cohere's v1 and v2 requests share; fields of theirs this service does not use are
+    ignored, so SDKs that send them keep working."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -65,19 +66,18 @@ class CohereV2Request(BaseModel):
     query: StrictStr
     documents: list[StrictStr | _CohereDocument]
     top_n: StrictInt | None = None
+
+
+class CohereV2Request(_CohereRequest):
+    """``POST /v2/rerank``: Cohere's v2 request."""
+
     max_tokens_per_doc: StrictInt | None = None
     return_documents: StrictBool = False
 
 
-class CohereV1Request(BaseModel):
+class CohereV1Request(_CohereRequest):
     """``POST /v1/rerank``: Cohere's v1 request, which Jina's request shape extends."""
 
-    model_config = ConfigDict(extra="ignore")
-
-    model: StrictStr | None = None
-    query: StrictStr
-    documents: list[StrictStr | _CohereDocument]
-    top_n: StrictInt | None = None
     return_documents: StrictBool | None = None
     rank_fields: list[StrictStr] | None = None
     max_chunks_per_doc: StrictInt | None = None

@@ -65,14 +65,3 @@ def top_n_of(scored: list[Scored], top_n: int | None) -> list[Scored]:
     ranked = sorted(scored, key=lambda s: (-s.score, s.index))
     return ranked if top_n is None else ranked[:top_n]
 
-
-def validate_top_n(top_n: int | None) -> None:
-    """``None`` means all; zero or negative is the caller's error."""
-    from rerank_core.errors import InvalidRequest
-
-    if top_n is None:
-        return
-    if isinstance(top_n, bool) or not isinstance(top_n, int):
-        raise InvalidRequest("top_n must be an integer", field="top_n")
-    if top_n <= 0:
-        raise InvalidRequest("top_n must be at least 1", field="top_n")

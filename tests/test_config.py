@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rerank_core.config import CohereConfig, ConfigError, load_config
+from rerank_core.config import CohereConfig, ConfigError, load_app_args, load_config
 from rerank_core.errors import UnknownModel
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,7 +23,7 @@ def minimal(**extra: object) -> dict:
 
 def test_serve_config_default_validates() -> None:
     doc = yaml.safe_load((REPO / "serve_config.yaml").read_text())
-    service = load_config(doc["applications"][0]["args"]["service"])
+    service = load_app_args(doc["applications"][0]["args"])
     assert service.resolve_route(None)[0] == "default"
     assert service.backends["minilm"].type == "bi_encoder"
 
@@ -87,3 +87,12 @@ def test_importing_rerank_core_does_not_import_ray() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_app_args_from_a_file_or_inline(tmp_path: Path) -> None:
+    path = tmp_path / "service.yaml"
+    path.write_text(yaml.safe_dump(minimal()))
+    assert set(load_app_args({"config_file": str(path)}).backends) == {"minilm", "co"}
+    assert set(load_app_args({"service": minimal()}).backends) == {"minilm", "co"}
+    with pytest.raises(ConfigError, match=r"service .* or config_file"):
+        load_app_args({"servce": minimal()})
