@@ -31,7 +31,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 bench-model: setup
-	$(PY) scripts/build_bench_cross_encoder.py models/bench-minilm-l6-cross-encoder
+	$(VENV)/bin/rerank-bench-model models/bench-minilm-l6-cross-encoder
 
 gpu-check: setup
 	scripts/gpu_check.sh

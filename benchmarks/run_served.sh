@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 export RAY_AUTH_MODE="${RAY_AUTH_MODE:-disabled}" HF_HUB_OFFLINE=1 RAY_USAGE_STATS_ENABLED=0
 VENV="${VENV:-.venv}"
 MODEL=models/bench-minilm-l6-cross-encoder
-[ -f "$MODEL/config.json" ] || "$VENV/bin/python" scripts/build_bench_cross_encoder.py "$MODEL"
+[ -f "$MODEL/config.json" ] || "$VENV/bin/rerank-bench-model" "$MODEL"
 OUT="${OUT:-runs/bench-$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$OUT"
 "$VENV/bin/serve" run benchmarks/serve_bench.yaml >"$OUT/serve.log" 2>&1 &

@@ -8,8 +8,14 @@ from typing import Any
 from ray.serve import Application
 
 from deployments.models import LocalModelDeployment
-from deployments.router import make_router
-from rerank_core.config import LOCAL_TYPES, ConfigError, ServiceConfig, load_app_args
+from deployments.router import Router
+from rerank_core.config import (
+    LOCAL_TYPES,
+    LocalModelConfig,
+    ServiceConfig,
+    is_local_path,
+    load_app_args,
+)
 
 
 def model_deployment_name(backend_name: str) -> str:
@@ -17,25 +23,45 @@ def model_deployment_name(backend_name: str) -> str:
     return f"model-{backend_name}"
 
 
-def _resolve_local_paths(service: ServiceConfig) -> ServiceConfig:
-    """Make local model directories absolute (replicas may run in another working directory), and
-    fail at start-up, naming the model, when one does not exist.
-
-    A Hugging Face id is resolved by the replica (from the local cache or the hub); if that fails,
-    the deployment fails to start with the model's name in Serve's status and log.
+def absolute_model_paths(service: ServiceConfig) -> ServiceConfig:
+    """Local model directories written relative to where the application is built, made absolute
+    (replicas run in another working directory). Whether a directory exists is checked by the
+    replica that loads it, on its own node: a missing one fails that deployment, naming the model.
     """
     backends = {}
     for name, cfg in service.backends.items():
-        looks_like_path = cfg.type in LOCAL_TYPES and cfg.model.startswith(("/", "./", "../", "~"))
-        if looks_like_path:
-            path = Path(cfg.model).expanduser().resolve()
-            if not path.is_dir():
-                raise ConfigError(
-                    f"backends.{name}.model: the directory {cfg.model!r} does not exist"
-                )
-            cfg = cfg.model_copy(update={"model": str(path)})
+        if cfg.type in LOCAL_TYPES and is_local_path(cfg.model):
+            cfg = cfg.model_copy(update={"model": str(Path(cfg.model).expanduser().absolute())})
         backends[name] = cfg
     return service.model_copy(update={"backends": backends})
+
+
+def model_deployment_options(name: str, cfg: LocalModelConfig) -> dict[str, Any]:
+    """The Serve options of a local model's deployment, all from its ``serving`` block."""
+    s = cfg.serving
+    options: dict[str, Any] = {
+        "name": model_deployment_name(name),
+        "ray_actor_options": {
+            "num_cpus": s.num_cpus,
+            "num_gpus": s.num_gpus,
+            # Ray sets OMP_NUM_THREADS from num_cpus; torch must use what the config says.
+            "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(s.resolved_torch_threads)}},
+        },
+        "max_ongoing_requests": s.max_ongoing_requests,
+        "user_config": {
+            "max_batch_size": s.max_batch_size,
+            "batch_wait_timeout_s": s.batch_wait_timeout_s,
+        },
+    }
+    if s.min_replicas == s.max_replicas:
+        options["num_replicas"] = s.min_replicas
+    else:
+        options["autoscaling_config"] = {
+            "min_replicas": s.min_replicas,
+            "max_replicas": s.max_replicas,
+            "target_ongoing_requests": s.target_ongoing_requests,
+        }
+    return options
 
 
 def build_app(args: dict[str, Any]) -> Application:
@@ -44,37 +70,17 @@ def build_app(args: dict[str, Any]) -> Application:
     ``args`` holds the service configuration under ``service`` (a mapping) or ``config_file``
     (a YAML path); it is validated here, so a bad field stops ``serve run`` with its name.
     """
-    service = _resolve_local_paths(load_app_args(args))
-    handles = {}
-    for name, cfg in service.backends.items():
-        if cfg.type not in LOCAL_TYPES:
-            continue
-        s = cfg.serving
-        options: dict[str, Any] = {
-            "name": model_deployment_name(name),
-            "ray_actor_options": {"num_cpus": s.num_cpus, "num_gpus": s.num_gpus},
-            "max_ongoing_requests": max(s.max_ongoing_requests, s.max_batch_size),
-            "user_config": {
-                "max_batch_size": s.max_batch_size,
-                "batch_wait_timeout_s": s.batch_wait_timeout_s,
-            },
-        }
-        if s.min_replicas == s.max_replicas:
-            options["num_replicas"] = s.min_replicas
-        else:
-            options["autoscaling_config"] = {
-                "min_replicas": s.min_replicas,
-                "max_replicas": s.max_replicas,
-                "target_ongoing_requests": s.target_ongoing_requests,
-            }
-        handles[name] = LocalModelDeployment.options(**options).bind(
+    service = absolute_model_paths(load_app_args(args))
+    handles = {
+        name: LocalModelDeployment.options(**model_deployment_options(name, cfg)).bind(
             name, cfg.model_dump(mode="json")
         )
-    router = make_router(service.model_dump(mode="json"))
+        for name, cfg in service.backends.items()
+        if cfg.type in LOCAL_TYPES
+    }
     r = service.router
-    return router.options(
-        name="Router",
+    return Router.options(
         num_replicas=r.num_replicas,
         max_ongoing_requests=r.max_ongoing_requests,
         ray_actor_options={"num_cpus": r.num_cpus},
-    ).bind(handles)
+    ).bind(service.model_dump(mode="json"), handles)

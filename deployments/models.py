@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections import Counter as TallyCounter
 from collections.abc import Sequence
@@ -14,6 +13,7 @@ from pydantic import TypeAdapter
 from ray import serve
 from ray.serve import metrics
 
+from deployments.stats import StatsReporter
 from rerank_core.backends import LocalModelBackend, build_backend
 from rerank_core.config import BackendConfig
 from rerank_core.types import Scored
@@ -37,9 +37,8 @@ class LocalModelDeployment:
         self.name = name
         self.config = _CONFIG.validate_python(config)
         serving = self.config.serving
-        threads = serving.torch_threads or max(1, int(serving.num_cpus))
-        # Ray sets OMP_NUM_THREADS from num_cpus; torch must use what the config says instead.
-        os.environ["OMP_NUM_THREADS"] = str(threads)
+        # OMP_NUM_THREADS comes in the deployment's runtime_env (deployments/app.py).
+        threads = serving.resolved_torch_threads
         import torch
 
         torch.set_num_threads(threads)
@@ -60,6 +59,8 @@ class LocalModelDeployment:
             tag_keys=("model",),
         )
         self._batch_size_metric.set_default_tags({"model": name})
+        self.batch_settings: dict[str, float] = {}
+        self.reporter = StatsReporter(name)
         self.reconfigure(
             {
                 "max_batch_size": serving.max_batch_size,
@@ -73,9 +74,12 @@ class LocalModelDeployment:
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Apply batch settings from ``user_config`` (no restart)."""
         if "max_batch_size" in user_config:
+            self.batch_settings["max_batch_size"] = int(user_config["max_batch_size"])
             self.score_pair.set_max_batch_size(int(user_config["max_batch_size"]))
         if "batch_wait_timeout_s" in user_config:
+            self.batch_settings["batch_wait_timeout_s"] = float(user_config["batch_wait_timeout_s"])
             self.score_pair.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
+        self.reporter.report(self.stats())
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
     async def score_pair(self, pairs: list[tuple[str, str]]) -> list[float]:
@@ -87,6 +91,7 @@ class LocalModelDeployment:
             return await self.backend.score_pairs_async(pairs)
         finally:
             self.busy_s += time.perf_counter() - started
+            self.reporter.report(self.stats())
 
     async def _score_many(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         return list(await asyncio.gather(*(self.score_pair(p) for p in pairs)))
@@ -108,14 +113,14 @@ class LocalModelDeployment:
             self.in_flight -= 1
 
     def stats(self) -> dict[str, Any]:
-        """Batches seen so far, by size: ``{"batches": n, "pairs": n, "sizes": {size: count}}``."""
+        """This replica's figures: batches seen so far, by size (``{"batches": n, "pairs": n,
+        "sizes": {size: count}}``), busy seconds, requests in flight, device and batch settings."""
         return {
             "device": self.backend.device,
             "torch_threads": self.torch_threads,
             "in_flight": self.in_flight,
             "busy_s": round(self.busy_s, 3),
-            "max_batch_size": self.score_pair._get_max_batch_size(),
-            "batch_wait_timeout_s": self.score_pair._get_batch_wait_timeout_s(),
+            **self.batch_settings,
             "batches": sum(self._batch_sizes.values()),
             "pairs": sum(s * c for s, c in self._batch_sizes.items()),
             "sizes": {str(s): c for s, c in sorted(self._batch_sizes.items())},
@@ -125,5 +130,7 @@ class LocalModelDeployment:
         return self.backend.device
 
     async def check_health(self) -> None:
-        """Serve's health probe: fails when the model can no longer score."""
+        """Serve's periodic health probe: fails when the model can no longer score; reports this
+        replica's figures, so a replica without traffic stays counted."""
         await self.backend.health_check_async()
+        self.reporter.report(self.stats())

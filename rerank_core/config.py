@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from rerank_core.errors import RerankError
+from rerank_core.types import LongDocuments
 
 
 class ConfigError(RerankError):
@@ -43,6 +44,11 @@ class ServingConfig(_Strict):
     max_batch_size: int = Field(64, ge=1)
     batch_wait_timeout_s: float = Field(0.005, ge=0)
 
+    @property
+    def resolved_torch_threads(self) -> int:
+        """torch's threads in a replica: ``torch_threads``, else one a whole CPU of ``num_cpus``."""
+        return self.torch_threads or max(1, int(self.num_cpus))
+
     @model_validator(mode="after")
     def _replicas_ordered(self) -> ServingConfig:
         if self.min_replicas > self.max_replicas:
@@ -50,7 +56,9 @@ class ServingConfig(_Strict):
         return self
 
 
-class _LocalModelConfig(_Strict):
+class LocalModelConfig(_Strict):
+    """What every local model (cross-encoder, bi-encoder) is configured by."""
+
     #: Hugging Face id or local directory.
     model: str
     max_length: int | None = Field(None, ge=8)
@@ -62,19 +70,26 @@ class _LocalModelConfig(_Strict):
     #: Half precision on CUDA.
     fp16: bool = True
     #: Long documents: "truncate" to max_length, or "window": score overlapping windows, keep the best.
-    long_documents: Literal["truncate", "window"] = "truncate"
+    long_documents: LongDocuments = "truncate"
     window_chars: int = Field(1500, ge=100)
     window_overlap_chars: int = Field(300, ge=0)
     serving: ServingConfig = ServingConfig()
 
     @model_validator(mode="after")
-    def _overlap_below_window(self) -> _LocalModelConfig:
+    def _overlap_below_window(self) -> LocalModelConfig:
         if self.window_overlap_chars >= self.window_chars:
             raise ValueError("window_overlap_chars must be less than window_chars")
         return self
 
 
-class CrossEncoderConfig(_LocalModelConfig):
+def is_local_path(model: str) -> bool:
+    """Whether a local model's ``model`` names a directory (rather than a Hugging Face id): it is
+    written as a path (``/``, ``./``, ``../``, ``~``) or an existing directory has that name. The one
+    rule used to resolve paths at build time and to load without the Hub in the replica."""
+    return model.startswith(("/", "./", "../", "~")) or Path(model).is_dir()
+
+
+class CrossEncoderConfig(LocalModelConfig):
     type: Literal["cross_encoder"] = "cross_encoder"
     #: Map logits into [0, 1]: "sigmoid", "softmax" (2-label models, positive class), or "model"
     #: (the activation the model's config names; sigmoid for single-label models).
@@ -86,7 +101,7 @@ class CrossEncoderConfig(_LocalModelConfig):
 PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
 
 
-class BiEncoderConfig(_LocalModelConfig):
+class BiEncoderConfig(LocalModelConfig):
     type: Literal["bi_encoder"] = "bi_encoder"
     model: str = PACKAGED_MINILM
 
@@ -114,7 +129,7 @@ class JinaConfig(ApiConfig):
     type: Literal["jina"] = "jina"
     model: str = "jina-reranker-v2-base-multilingual"
     api_key_env: str = "JINA_API_KEY"
-    base_url: str | None = "https://api.jina.ai"
+    base_url: str = "https://api.jina.ai"
 
 
 class VoyageConfig(ApiConfig):
@@ -160,10 +175,10 @@ class BreakerConfig(_Strict):
     reset_s: float = Field(30.0, gt=0)
 
 
-class RouteConfig(_Strict):
-    """A named fallback chain: backends tried in order."""
+class RouteSettings(_Strict):
+    """How a chain tries its backends (a route's settings, and those of a request that names one
+    backend directly)."""
 
-    backends: list[str] = Field(min_length=1)
     #: Per-attempt deadline for each backend.
     timeout_s: float = Field(10.0, gt=0)
     #: Retries of one backend on retryable errors before moving on.
@@ -171,6 +186,12 @@ class RouteConfig(_Strict):
     backoff_s: float = Field(0.05, ge=0)
     #: When every backend fails: answer in the original order, marked degraded (True), or fail (False).
     last_resort: bool = True
+
+
+class RouteConfig(RouteSettings):
+    """A named fallback chain: backends tried in order."""
+
+    backends: list[str] = Field(min_length=1)
 
 
 class LimitsConfig(_Strict):
@@ -212,6 +233,10 @@ class RouterConfig(_Strict):
     num_cpus: float = Field(0.25, ge=0)
     num_replicas: int = Field(1, ge=1)
     max_ongoing_requests: int = Field(256, ge=1)
+    #: Seconds a 429 answer's ``Retry-After`` tells the client to wait (rounded up to whole seconds).
+    retry_after_s: float = Field(1.0, gt=0)
+    #: Seconds ``/health`` waits for each model replica to answer before calling it unavailable.
+    health_timeout_s: float = Field(5.0, gt=0)
 
 
 class ServiceConfig(_Strict):
@@ -225,6 +250,8 @@ class ServiceConfig(_Strict):
     router: RouterConfig = RouterConfig()
     #: Circuit breaker settings of every backend.
     breaker: BreakerConfig = BreakerConfig()
+    #: A request whose ``model`` names a backend rather than a route: that backend alone, so.
+    direct_backend: RouteSettings = RouteSettings()
 
     @model_validator(mode="after")
     def _references_resolve(self) -> ServiceConfig:
@@ -248,15 +275,15 @@ class ServiceConfig(_Strict):
         return list(self.routes) + list(self.backends)
 
     def resolve_route(self, name: str | None) -> tuple[str, RouteConfig]:
-        """The route a request's ``model`` selects; a bare backend name is a one-backend route
-        with the default route's last-resort setting."""
+        """The route a request's ``model`` selects; a backend's name is a one-backend route with
+        the ``direct_backend`` settings."""
         from rerank_core.errors import UnknownModel
 
         chosen = name or self.default_route or next(iter(self.routes or self.backends))
         if chosen in self.routes:
             return chosen, self.routes[chosen]
         if chosen in self.backends:
-            return chosen, RouteConfig(backends=[chosen])
+            return chosen, RouteConfig(backends=[chosen], **self.direct_backend.model_dump())
         raise UnknownModel(
             f"unknown model {chosen!r}; served: {', '.join(self.route_names())}", field="model"
         )

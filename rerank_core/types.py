@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+#: How documents longer than a model's input are handled: cut to the model's length, or scored by
+#: their best overlapping window. The one definition the config, the wire contract and the backends use.
+LongDocuments = Literal["truncate", "window"]
 
 
 @dataclass(frozen=True, slots=True)

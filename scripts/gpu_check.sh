@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check of the served cross-encoder (scripts/gpu_check.py): builds the benchmark model offline,
+# GPU check of the served cross-encoder (rerank_tools/gpu_check.py): builds the benchmark model offline,
 # deploys it on a local Ray with num_gpus: 1, checks the replica runs on CUDA, and prints pairs/s
 # through HTTP at several batch sizes next to in-process CrossEncoder.predict. About 3 minutes;
 # stopped after 5 (SIGINT first, so Serve and Ray are shut down through their API).
@@ -18,11 +18,10 @@ if [[ ! -x "$PY" ]]; then
 fi
 
 # Local throwaway cluster on loopback: Ray's token auth (on by default for local Ray 2.60) is off,
-# nothing is downloaded, and Ray's workers import this checkout.
+# nothing is downloaded.
 export RAY_AUTH_MODE=disabled
 export RAY_USAGE_STATS_ENABLED=0
 export HF_HUB_OFFLINE=1
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 if command -v nvidia-smi >/dev/null 2>&1; then
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader \
@@ -31,4 +30,4 @@ else
     echo "[gpu-check] nvidia-smi not found"
 fi
 
-exec timeout --signal=INT --kill-after=30 300 "$PY" scripts/gpu_check.py "$@"
+exec timeout --signal=INT --kill-after=30 300 "$PY" -m rerank_tools.gpu_check "$@"

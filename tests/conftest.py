@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -28,7 +29,27 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny BERT cross-encoder (``tests/tiny_models.py``), built once per session."""
-    from tests.tiny_models import build_tiny_cross_encoder
+    """The tiny BERT cross-encoder (``rerank_tools/tiny_models.py``), built once per session."""
+    from rerank_tools.tiny_models import build_tiny_cross_encoder
 
     return build_tiny_cross_encoder(tmp_path_factory.mktemp("models") / "tiny-cross-encoder")
+
+
+@pytest.fixture(scope="session")
+def candidates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model's examples in the trec-dl20 candidates layout (4 candidates a query)."""
+    from rerank_tools.tiny_models import EXAMPLES
+
+    path = tmp_path_factory.mktemp("traffic") / "candidates.jsonl"
+    rows = [
+        {
+            "qid": str(n),
+            "query": e.query,
+            "candidates": [
+                {"docid": f"{n}-{i}", "text": t} for i, t in enumerate([e.relevant, *e.irrelevant])
+            ],
+        }
+        for n, e in enumerate(EXAMPLES)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path

@@ -1,5 +1,5 @@
 """Deployment artefacts: k8s/rayservice.yaml against the RayService CRD and the service configuration,
-k8s/secret.example.yaml against the manifest, and the command line of scripts/gpu_check.py.
+k8s/secret.example.yaml against the manifest.
 
 The CRD's openAPIV3Schema is checked with ``jsonschema`` as the API server would, with unknown
 fields rejected as ``kubectl apply`` (strict field validation) rejects them. What jsonschema cannot
@@ -9,14 +9,13 @@ evaluate (the CEL rules under ``x-kubernetes-validations``) is asserted unused b
 from __future__ import annotations
 
 import copy
-import importlib.util
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import jsonschema
@@ -29,7 +28,6 @@ REPO = Path(__file__).resolve().parents[1]
 MANIFEST = REPO / "k8s" / "rayservice.yaml"
 SECRET_EXAMPLE = REPO / "k8s" / "secret.example.yaml"
 SERVE_CONFIG = REPO / "serve_config.yaml"
-GPU_CHECK = REPO / "scripts" / "gpu_check.py"
 K8S_SCHEMAS = Path(os.environ.get("RERANK_K8S_SCHEMAS", REPO.parent / "shared" / "k8s-schemas"))
 RAYSERVICE_CRD = "ray.io_rayservices.yaml"
 #: The one backend the manifest adds to serve_config.yaml.
@@ -346,31 +344,36 @@ def test_serve_listens_on_every_node_on_the_serve_port(
         assert ports.get("serve") == http["port"] == 8000, name
 
 
-def _built_deployments(service: dict[str, Any]) -> dict[str, Any]:
-    """Deployment name -> Serve ``Deployment`` of what ``deployments.app.build_app`` builds.
-
-    ``build_app`` only binds deployments into an Application graph; Serve's own graph expansion
-    (``ray.serve._private.build_app``, what ``serve run`` uses) names them. Neither starts Ray.
-    """
-    from ray.serve._private.build_app import build_app as expand
-
-    from deployments.app import build_app
-
-    built = expand(build_app({"service": service}), name="rerank")
-    return {d.name: d for d in built.deployments}
+def _built_deployments(service: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """Deployment name -> its options, as ``serve build`` (Serve's public CLI, which names the
+    deployments of an application graph without starting Ray) writes them for what
+    ``deployments.app.build_app`` builds."""
+    (workdir / "service.json").write_text(json.dumps(service))
+    (workdir / "app_under_test.py").write_text(
+        "from deployments.app import build_app\n"
+        f"app = build_app({{'config_file': {str(workdir / 'service.json')!r}}})\n"
+    )
+    serve_cli = Path(sys.executable).with_name("serve")
+    out = workdir / "built.yaml"
+    subprocess.run(
+        [str(serve_cli), "build", "--app-dir", str(workdir), "-o", str(out), "app_under_test:app"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env={**os.environ, "RAY_AUTH_MODE": "disabled"},
+    )
+    (app,) = yaml.safe_load(out.read_text())["applications"]
+    return {d["name"]: d for d in app["deployments"]}
 
 
 def test_deployment_names_match_between_serve_config_and_manifest(
-    serve_v2: dict[str, Any], serve_local: dict[str, Any]
+    serve_v2: dict[str, Any], serve_local: dict[str, Any], tmp_path: Path
 ) -> None:
-    import ray
-
     from deployments.app import model_deployment_name
 
-    ray_was_up = ray.is_initialized()
-    k8s = _built_deployments(only_app(serve_v2)["args"]["service"])
-    local = _built_deployments(only_app(serve_local)["args"]["service"])
-    assert ray.is_initialized() == ray_was_up, "building the application started Ray"
+    k8s = _built_deployments(only_app(serve_v2)["args"]["service"], tmp_path)
+    local = _built_deployments(only_app(serve_local)["args"]["service"], tmp_path)
 
     assert set(local) == {model_deployment_name("minilm"), "Router"}
     assert set(local) < set(k8s)
@@ -381,9 +384,9 @@ def test_deployment_names_match_between_serve_config_and_manifest(
         assert overrides <= set(names), overrides - set(names)
 
     gpu = k8s[model_deployment_name(GPU_BACKEND)]
-    assert gpu.ray_actor_options["num_gpus"] >= 1
-    scaling = gpu._deployment_config.autoscaling_config
-    assert scaling is not None and scaling.min_replicas < scaling.max_replicas
+    assert gpu["ray_actor_options"]["num_gpus"] >= 1
+    scaling = gpu["autoscaling_config"]
+    assert scaling["min_replicas"] < scaling["max_replicas"]
 
 
 def test_auth_enabled_with_keys_from_secrets(
@@ -459,45 +462,3 @@ def test_secret_example_has_every_required_key_with_fake_values(manifest: dict[s
     assert "auth_token" in secrets[cluster(manifest)["authOptions"]["secretName"]]
     for values in secrets.values():
         assert all("REPLACE-ME" in v and "fake" in v for v in values.values())
-
-
-# --- scripts/gpu_check.py -----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def gpu_check() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gpu_check", GPU_CHECK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_gpu_check_help_and_arguments(gpu_check: ModuleType) -> None:
-    help_text = subprocess.run(
-        [sys.executable, str(GPU_CHECK), "--help"], capture_output=True, text=True, timeout=60
-    )
-    assert help_text.returncode == 0 and "--allow-cpu" in help_text.stdout
-    quick = gpu_check.parse_args(["--allow-cpu", "--quick"])
-    assert quick.batch_sizes == [8, 32] and quick.allow_cpu and quick.duration_s < 10
-    full = gpu_check.parse_args(["--batch-sizes", "16,128", "--docs-per-request", "20"])
-    assert full.batch_sizes == [16, 128] and full.docs_per_request == 20 and not full.allow_cpu
-    config = load_config(gpu_check.service_config(Path("/models/x"), 64, 1, 2))
-    serving = config.backends[gpu_check.BACKEND].serving
-    assert (serving.num_gpus, serving.max_batch_size) == (1, 64)
-    with pytest.raises(SystemExit):
-        gpu_check.parse_args(["--batch-sizes", "0,8"])
-
-
-def test_gpu_check_exits_1_without_a_gpu() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("a GPU is visible here: the check would run for real")
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    done = subprocess.run(
-        [sys.executable, str(GPU_CHECK)], capture_output=True, text=True, timeout=120, env=env
-    )
-    assert done.returncode == 1
-    assert "no CUDA GPU" in done.stdout

@@ -21,10 +21,11 @@ from rerank_core.backends.base import Backend
 from rerank_core.config import ApiConfig
 from rerank_core.errors import (
     BackendAuthError,
+    BackendBadRequest,
     BackendError,
+    BackendRateLimited,
     BackendTimeout,
     BackendUnavailable,
-    error_for_status,
 )
 from rerank_core.types import Scored, clamp01, top_n_of
 
@@ -32,6 +33,20 @@ from rerank_core.types import Scored, clamp01, top_n_of
 _MAX_DETAIL = 200
 
 C = TypeVar("C", bound=ApiConfig)
+
+
+def error_for_status(status: int, backend: str, detail: str = "") -> BackendError:
+    """Map a vendor HTTP status to the typed error the chain understands."""
+    suffix = f": {detail}" if detail else ""
+    if status == 429:
+        return BackendRateLimited(f"{backend} answered 429 (rate limited){suffix}", backend=backend)
+    if status in (401, 403):
+        return BackendAuthError(f"{backend} rejected the credentials ({status})", backend=backend)
+    if status == 408:
+        return BackendTimeout(f"{backend} answered 408 (timeout){suffix}", backend=backend)
+    if status >= 500:
+        return BackendUnavailable(f"{backend} answered {status}{suffix}", backend=backend)
+    return BackendBadRequest(f"{backend} answered {status}{suffix}", backend=backend)
 
 
 class ApiBackend(Backend, Generic[C]):

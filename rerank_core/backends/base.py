@@ -8,9 +8,10 @@ import math
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from rerank_core.config import BiEncoderConfig, CrossEncoderConfig
+from rerank_core.config import BiEncoderConfig, ConfigError, CrossEncoderConfig, is_local_path
 from rerank_core.errors import BackendUnavailable, InvalidRequest
 from rerank_core.types import Scored, top_n_of
 from rerank_core.windows import best_per_document, expand_documents
@@ -78,6 +79,13 @@ class LocalModelBackend(Backend):
     def __init__(self, name: str, config: CrossEncoderConfig | BiEncoderConfig) -> None:
         self.name = name
         self.config = config
+        # Checked here, where the replica runs, not where the application was built: on a
+        # cluster the directory must exist on the node that loads the model.
+        if is_local_path(config.model) and not Path(config.model).expanduser().is_dir():
+            raise ConfigError(
+                f"backends.{name}.model: the directory {config.model!r} does not exist",
+                field="model",
+            )
         self.device = self._resolve_device(config.device)
         # One forward pass at a time: tokenizers and CUDA streams are not safe to share between
         # threads, and a second concurrent batch would only double peak memory.

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rerank_core.backends.base import LocalModelBackend
-from rerank_core.config import PACKAGED_MINILM, BiEncoderConfig, ConfigError
+from rerank_core.config import PACKAGED_MINILM, BiEncoderConfig, ConfigError, is_local_path
 from rerank_core.types import clamp01
 
 if TYPE_CHECKING:
@@ -56,7 +55,7 @@ class BiEncoderBackend(LocalModelBackend):
         source = resolve_model_source(name, config.model)
         self.model: SentenceTransformer = self.load_model(
             lambda: SentenceTransformer(
-                source, device=self.device, local_files_only=Path(source).is_dir()
+                source, device=self.device, local_files_only=is_local_path(source)
             )
         )
         if config.max_length is not None:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rerank_core.backends.base import LocalModelBackend
-from rerank_core.config import ConfigError, CrossEncoderConfig
+from rerank_core.config import ConfigError, CrossEncoderConfig, is_local_path
 from rerank_core.types import clamp01, sigmoid
 
 if TYPE_CHECKING:
@@ -43,7 +42,7 @@ class CrossEncoderBackend(LocalModelBackend):
                 max_length=config.max_length,
                 trust_remote_code=config.trust_remote_code,
                 # A local directory needs nothing from the Hub, not even its model card.
-                local_files_only=Path(config.model).is_dir(),
+                local_files_only=is_local_path(config.model),
             )
         )
         self.num_labels = self.model.num_labels

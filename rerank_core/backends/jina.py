@@ -11,9 +11,6 @@ from pydantic import SecretStr
 from rerank_core.backends._http import ApiBackend, malformed, status_error, transport_error
 from rerank_core.config import JinaConfig
 
-#: Where Jina serves when the configuration names no ``base_url``.
-JINA_API_URL = "https://api.jina.ai"
-
 
 class JinaBackend(ApiBackend[JinaConfig]):
     """Rerank with a Jina model through its HTTP API, one attempt per call (the chain retries).
@@ -26,7 +23,7 @@ class JinaBackend(ApiBackend[JinaConfig]):
     def __init__(self, name: str, config: JinaConfig) -> None:
         super().__init__(name, config)
         self._http = httpx.AsyncClient(
-            base_url=(config.base_url or JINA_API_URL).rstrip("/"),
+            base_url=config.base_url.rstrip("/"),
             timeout=config.timeout_s,
         )
 

@@ -33,15 +33,10 @@ from typing import Any, TypeVar
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
+from rerank_core.backends._http import malformed, status_error, timed_out, unreachable
 from rerank_core.backends.base import Backend
 from rerank_core.config import LLMConfig
-from rerank_core.errors import (
-    BackendAuthError,
-    BackendError,
-    BackendTimeout,
-    BackendUnavailable,
-    error_for_status,
-)
+from rerank_core.errors import BackendAuthError, BackendError
 from rerank_core.types import Scored, clamp01, top_n_of
 
 log = logging.getLogger(__name__)
@@ -49,7 +44,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: Longest part of a vendor error message quoted in this project's errors.
-_MAX_DETAIL_CHARS = 200
 
 LISTWISE_SYSTEM = (
     "You are RankGPT, an assistant that ranks passages by their relevance to a search query. "
@@ -282,9 +276,9 @@ class LLMBackend(Backend):
                 # from None: the SDK's exception may quote the key (a 401 does); it is not chained.
                 raise self._typed_error(exc) from None
             except json.JSONDecodeError:
-                raise self._unreadable("a response body that is not JSON") from None
+                raise malformed(self.name, "a response body that is not JSON") from None
         if not isinstance(completion, ChatCompletion):
-            raise self._unreadable("a response that is not a chat completion")
+            raise malformed(self.name, "a response that is not a chat completion")
         if not completion.choices:
             return None
         return completion.choices[0].message.content
@@ -292,28 +286,12 @@ class LLMBackend(Backend):
     def _typed_error(self, exc: openai.APIError) -> BackendError:
         """The typed error for an SDK exception; vendor text is quoted only with the key removed."""
         if isinstance(exc, openai.APITimeoutError):
-            return BackendTimeout(
-                f"{self.name} did not answer within {self.config.timeout_s}s", backend=self.name
-            )
+            return timed_out(self.name, self.config.timeout_s)
         if isinstance(exc, openai.APIConnectionError):
-            return BackendUnavailable(f"{self.name}: connection failed", backend=self.name)
+            return unreachable(self.name, exc, self.config.api_key())
         if isinstance(exc, openai.APIStatusError):
-            return error_for_status(exc.status_code, self.name, self._vendor_detail(exc))
-        return self._unreadable("an answer the SDK could not read")
-
-    def _vendor_detail(self, exc: openai.APIStatusError) -> str:
-        """The vendor's error message, without the key, cut short."""
-        body = exc.body if isinstance(exc.body, dict) else {}
-        message = body.get("message")
-        if not isinstance(message, str):
-            return ""
-        key = self.config.api_key()
-        if key is not None:
-            message = message.replace(key.get_secret_value(), "***")
-        return message[:_MAX_DETAIL_CHARS]
-
-    def _unreadable(self, what: str) -> BackendUnavailable:
-        return BackendUnavailable(f"{self.name} sent {what}", backend=self.name)
+            return status_error(exc.status_code, self.name, exc.body, "message", self.config.api_key())
+        return malformed(self.name, "an answer the SDK could not read")
 
     # -- the key -------------------------------------------------------------------------------
 

@@ -50,6 +50,8 @@ class ServedApp:
 
 #: Where the local Ray exports Prometheus metrics during the tests.
 METRICS_PORT = free_port()
+#: The local Ray's log folder, once it has started (from what ``ray.init`` returns).
+RAY_LOGS: list[Path] = []
 
 
 @pytest.fixture(scope="session")
@@ -59,13 +61,14 @@ def ray_serve() -> Iterator[int]:
     from ray import serve
 
     port = free_port()
-    ray.init(
+    context = ray.init(
         num_cpus=2,
         include_dashboard=False,
         namespace="rerank-tests",
         log_to_driver=False,
         _metrics_export_port=METRICS_PORT,
     )
+    RAY_LOGS.append(Path(context.address_info["session_dir"]) / "logs")
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     try:
         yield port

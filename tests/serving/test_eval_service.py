@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from rerank_client.client import AsyncRerankClient
 from rerank_core.backends import build_backend
-from rerank_core.client import AsyncRerankClient
 from rerank_core.config import BiEncoderConfig
-from rerank_core.evaluation.loaders import load_named
-from rerank_core.evaluation.rerankers import HttpReranker, InProcessReranker, rerank_dataset
+from rerank_tools.evaluation.loaders import load_named
+from rerank_tools.evaluation.rerankers import HttpReranker, InProcessReranker, rerank_dataset
 from tests.serving.conftest import ServedApp
 
 pytestmark = pytest.mark.serve

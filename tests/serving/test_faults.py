@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.serving.conftest import FAKE_CO_KEY, FAKE_JINA_KEY, ServedApp
-from tests.tiny_models import EXAMPLES
+from rerank_tools.tiny_models import EXAMPLES
+from tests.serving.conftest import FAKE_CO_KEY, FAKE_JINA_KEY, RAY_LOGS, ServedApp
 
 pytestmark = pytest.mark.serve
 
@@ -111,9 +111,7 @@ def test_vendor_rejecting_our_key_is_a_424_without_the_key(app: ServedApp) -> No
 
 
 def ray_log_files() -> list[Path]:
-    import ray
-
-    logs = Path(ray._private.worker._global_node.get_logs_dir_path())
+    (logs,) = RAY_LOGS
     return [p for p in logs.rglob("*") if p.is_file() and p.suffix in {".log", ".out", ".err"}]
 
 

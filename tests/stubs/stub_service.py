@@ -21,6 +21,8 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from rerank_wire import DocumentIn, ErrorResponse, RerankRequest, RerankResponse, ResultOut
+
 
 def overlap_score(query: str, text: str) -> float:
     """Share of the query's distinct words that occur in ``text`` (0 to 1)."""
@@ -29,7 +31,8 @@ def overlap_score(query: str, text: str) -> float:
 
 
 def _error(status: int, type_: str, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": {"type": type_, "message": message, **extra}}, status_code=status)
+    body = ErrorResponse.model_validate({"error": {"type": type_, "message": message, **extra}})
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status)
 
 
 def build_stub_app(api_key: str | None = None, healthy: bool = True) -> FastAPI:
@@ -53,8 +56,8 @@ def build_stub_app(api_key: str | None = None, healthy: bool = True) -> FastAPI:
     async def rerank(request: Request) -> Response:
         if api_key is not None and request.headers.get("authorization") != f"Bearer {api_key}":
             return _error(401, "unauthorized", "missing or invalid API key")
-        body = await request.json()
-        query = body["query"]
+        body = RerankRequest.model_validate(await request.json())
+        query = body.query
         if query.startswith("error:"):
             _, status, type_ = query.split(":")
             extra = {"field": "model"} if type_ == "unknown_model" else {}
@@ -67,28 +70,30 @@ def build_stub_app(api_key: str | None = None, healthy: bool = True) -> FastAPI:
             return JSONResponse({"unexpected": True})
         if query == "notjson":
             return PlainTextResponse("Bad Gateway", status_code=502)
-        docs = [d if isinstance(d, dict) else {"text": d} for d in body["documents"]]
-        scores = [overlap_score(query, d["text"]) for d in docs]
-        order = sorted(range(len(docs)), key=lambda i: (-scores[i], i))[: body.get("top_n")]
-        results = []
-        for i in order:
-            item = {"index": i, "score": scores[i]}
-            if body.get("return_documents", True):
-                item.update({k: v for k, v in docs[i].items() if k in ("id", "metadata")})
-                item["document"] = docs[i]["text"]
-            results.append(item)
-        return JSONResponse(
-            {
-                "id": "stub",
-                "model": body.get("model") or "overlap",
-                "backend": "overlap",
-                "fallback": False,
-                "degraded": False,
-                "skipped": [],
-                "latency": 0.0,
-                "results": results,
-            }
+        docs = [DocumentIn(text=d) if isinstance(d, str) else d for d in body.documents]
+        scores = [overlap_score(query, d.text) for d in docs]
+        order = sorted(range(len(docs)), key=lambda i: (-scores[i], i))[: body.top_n]
+        keep = body.return_documents
+        answer = RerankResponse(
+            id="stub",
+            model=body.model or "overlap",
+            backend="overlap",
+            fallback=False,
+            degraded=False,
+            skipped=[],
+            latency=0.0,
+            results=[
+                ResultOut(
+                    index=i,
+                    score=scores[i],
+                    document=docs[i].text if keep else None,
+                    id=docs[i].id,
+                    metadata=docs[i].metadata,
+                )
+                for i in order
+            ],
         )
+        return JSONResponse(answer.model_dump(exclude_none=True))
 
     return app
 

@@ -1,0 +1,87 @@
+"""Backends the router holds besides the API backends of the core: a local model reached through
+its deployment's handle, and an API backend left disabled because its key is not set."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ray.exceptions import RayActorError, RayTaskError
+from ray.serve.exceptions import (
+    BackPressureError,
+    DeploymentUnavailableError,
+    ReplicaUnavailableError,
+)
+from ray.serve.handle import DeploymentHandle
+
+from rerank_core.backends import Backend
+from rerank_core.errors import BackendError, BackendRateLimited, BackendUnavailable
+from rerank_core.types import LongDocuments, Scored
+
+#: Ray's errors that mean a model's replica cannot be reached now.
+UNREACHABLE = (RayActorError, ReplicaUnavailableError, DeploymentUnavailableError)
+
+
+class DeploymentBackend(Backend):
+    """A local model served by its own deployment, reached through its ``DeploymentHandle``.
+
+    Ray's failures become the typed errors the chain understands: a full queue is a rate limit, a
+    dead or missing replica is unavailable, and an error raised inside the model is unavailable too
+    (another backend can still answer).
+    """
+
+    def __init__(self, name: str, handle: DeploymentHandle) -> None:
+        self.name = name
+        self.handle = handle
+
+    async def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        top_n: int | None = None,
+        *,
+        long_documents: LongDocuments | None = None,
+    ) -> list[Scored]:
+        try:
+            return await self.handle.rerank.remote(query, list(documents), top_n, long_documents)
+        except BackPressureError:
+            raise BackendRateLimited(f"model {self.name} is overloaded", backend=self.name) from None
+        except RayTaskError as exc:
+            cause = exc.cause
+            if isinstance(cause, BackendError):
+                raise cause from None
+            raise BackendUnavailable(
+                f"model {self.name} failed ({type(cause).__name__})", backend=self.name
+            ) from None
+        except UNREACHABLE as exc:
+            raise BackendUnavailable(
+                f"model {self.name} is unavailable ({type(exc).__name__})", backend=self.name
+            ) from None
+
+    async def device(self) -> str:
+        """Where the model runs (a call that also proves a replica answers)."""
+        return str(await self.handle.device.remote())
+
+    async def stats(self) -> dict[str, Any]:
+        """Batching statistics of this model, gathered from every running replica."""
+        return dict(await self.handle.stats.remote())
+
+
+class DisabledBackend(Backend):
+    """An API backend whose key is not set: the chain skips it with a reason that says so."""
+
+    def __init__(self, name: str, key_env: str) -> None:
+        self.name = name
+        self.key_env = key_env
+
+    async def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        top_n: int | None = None,
+        *,
+        long_documents: LongDocuments | None = None,
+    ) -> list[Scored]:
+        raise BackendUnavailable(
+            f"{self.name} is not enabled: {self.key_env} is not set", backend=self.name
+        )

@@ -1,0 +1,37 @@
+"""The router's Prometheus metrics (exported by Ray's metrics agent)."""
+
+from __future__ import annotations
+
+from ray.serve import metrics
+
+#: Seconds; the latency histogram's buckets.
+LATENCY_BOUNDARIES = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+
+
+class RouterMetrics:
+    """Requests by route, answering backend and status; fallbacks; latency by route."""
+
+    def __init__(self) -> None:
+        self.requests = metrics.Counter(
+            "rerank_requests",
+            description="Rerank requests by route, answering backend and status.",
+            tag_keys=("route", "backend", "status"),
+        )
+        self.fallbacks = metrics.Counter(
+            "rerank_fallbacks",
+            description="Requests answered by a backend other than the route's first.",
+            tag_keys=("route", "backend"),
+        )
+        self.latency = metrics.Histogram(
+            "rerank_request_latency_s",
+            description="Seconds from request to answer inside the router.",
+            boundaries=LATENCY_BOUNDARIES,
+            tag_keys=("route",),
+        )
+
+    def fallback(self, route: str, backend: str) -> None:
+        self.fallbacks.inc(tags={"route": route, "backend": backend})
+
+    def finished(self, route: str, backend: str, status: str, seconds: float) -> None:
+        self.requests.inc(tags={"route": route, "backend": backend, "status": status})
+        self.latency.observe(seconds, tags={"route": route})

@@ -1,0 +1,3 @@
+"""The project's tools (the ``tools`` extra): quality evaluation (``rerank-eval``), the load
+benchmark (``rerank-bench``), the soak test (``rerank-soak``), the GPU check (``rerank-gpu-check``)
+and the model builders (``rerank-bench-model``; the tiny test models)."""

@@ -1,0 +1,164 @@
+"""Closed-loop load generator: ``concurrency`` workers each send one ``POST /rerank`` after another
+with real query/passage traffic, for a bounded time and a bounded number of requests.
+
+Traffic is sampled from a candidates JSONL (trec-dl20): a request is a query with its own BM25
+candidates, topped up from other queries' passages when it asks for more documents than a query has.
+Only loopback targets are accepted: this tool is for measuring a service on this machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from rerank_client.client import AsyncRerankClient
+from rerank_core.errors import RerankError
+from rerank_tools.evaluation.loaders import DatasetError, read_candidates
+from rerank_tools.latency import latency_summary
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def check_loopback(url: str) -> str:
+    """``url`` without a trailing slash; ``ValueError`` unless it is http(s) on a loopback host."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or parts.hostname not in LOOPBACK_HOSTS:
+        raise ValueError(
+            f"refusing to send load to {parts.hostname or url!r}: only http(s) on "
+            f"{', '.join(sorted(LOOPBACK_HOSTS))} is allowed"
+        )
+    return url.rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSample:
+    """One request's query and documents."""
+
+    query: str
+    documents: list[str]
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        return [(self.query, d) for d in self.documents]
+
+
+def load_traffic(
+    candidates_path: str | Path, docs_per_request: int, count: int, seed: int = 0
+) -> list[RequestSample]:
+    """``count`` seeded requests of ``docs_per_request`` passages each (see the module docstring)."""
+    queries = [q for q in read_candidates(candidates_path) if q.candidates]
+    if not queries:
+        raise DatasetError(f"{candidates_path}: no query has candidates")
+    pool = [c.text for q in queries for c in q.candidates]
+    rng = random.Random(seed)
+    samples = []
+    for _ in range(count):
+        query = rng.choice(queries)
+        docs = [c.text for c in query.candidates[:docs_per_request]]
+        while len(docs) < docs_per_request:
+            docs.append(rng.choice(pool))
+        samples.append(RequestSample(query.query, docs))
+    return samples
+
+
+@dataclass(slots=True)
+class CellResult:
+    """One sweep cell: throughput, latency percentiles (successful requests) and errors by type."""
+
+    target: str
+    concurrency: int
+    docs_per_request: int
+    requests: int
+    errors: int
+    duration_s: float
+    requests_per_s: float
+    pairs_per_s: float
+    mean_ms: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    error_types: dict[str, int] = field(default_factory=dict)
+    #: What ended the cell: "duration" or "max_requests".
+    stopped_by: str = "duration"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "cell", **asdict(self)}
+
+
+async def run_cell(
+    url: str,
+    samples: Sequence[RequestSample],
+    concurrency: int,
+    *,
+    target: str = "served",
+    duration_s: float = 10.0,
+    max_requests: int = 10_000,
+    warmup_requests: int = 2,
+    timeout_s: float = 60.0,
+    model: str | None = None,
+    top_n: int | None = None,
+    api_key: str | None = None,
+) -> CellResult:
+    """Run one cell: ``warmup_requests`` unmeasured, then ``concurrency`` workers until
+    ``duration_s`` passes or ``max_requests`` have been sent (in-flight requests finish, each
+    bounded by ``timeout_s``)."""
+    url = check_loopback(url)
+    if not samples:
+        raise ValueError("no request samples")
+    docs = len(samples[0].documents)
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    sent = 0
+
+    async with AsyncRerankClient(url, api_key, timeout_s, max_connections=concurrency) as client:
+
+        async def send(sample: RequestSample) -> None:
+            started = time.perf_counter()
+            try:
+                await client.rerank(
+                    sample.query, sample.documents, top_n=top_n, model=model, return_documents=False
+                )
+            except RerankError as exc:
+                errors[exc.code] += 1
+            else:
+                latencies.append(time.perf_counter() - started)
+
+        for i in range(warmup_requests):
+            await send(samples[i % len(samples)])
+        latencies.clear()
+        errors.clear()
+
+        deadline = time.perf_counter() + duration_s
+
+        async def worker() -> None:
+            nonlocal sent
+            while sent < max_requests and time.perf_counter() < deadline:
+                sample = samples[sent % len(samples)]
+                sent += 1
+                await send(sample)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = max(time.perf_counter() - started, 1e-9)
+
+    ok = len(latencies)
+    return CellResult(
+        target=target,
+        concurrency=concurrency,
+        docs_per_request=docs,
+        requests=ok,
+        errors=sum(errors.values()),
+        duration_s=elapsed,
+        requests_per_s=ok / elapsed,
+        pairs_per_s=ok * docs / elapsed,
+        error_types=dict(errors),
+        stopped_by="max_requests" if sent >= max_requests else "duration",
+        **latency_summary(latencies),
+    )

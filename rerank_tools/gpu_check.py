@@ -1,0 +1,401 @@
+"""GPU check of the served cross-encoder: does its replica land on the GPU, and how many pairs/s.
+
+Run through ``scripts/gpu_check.sh`` on a machine with an NVIDIA GPU (about three minutes):
+
+1. builds the benchmark cross-encoder offline (``rerank_tools/bench_model.py``: the compute
+   of ms-marco-MiniLM-L-6-v2) unless ``--model`` names one;
+2. starts a local Ray (token auth disabled) and deploys the application with
+   ``deployments.app.build_app``, that model as a ``cross_encoder`` backend with ``num_gpus: 1``;
+3. checks through ``GET /health`` and ``GET /v1/stats`` that the replica runs on CUDA;
+4. for each batch size, redeploys with that ``max_batch_size`` and drives concurrent HTTP load
+   (``--docs-per-request`` documents a request) from client processes, printing pairs/s, latency
+   and the batch sizes the replica actually formed;
+5. after Serve is shut down, measures ``CrossEncoder.predict`` in this process on the same device
+   at the same batch sizes, for comparison.
+
+Exit status: 0 when every check passed, 1 when no GPU is visible (without ``--allow-cpu``), 2 when
+a check failed. ``--allow-cpu --quick`` runs the same path on CPU with the tiny test model: a smoke
+test of this script where there is no GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from rerank_tools.latency import latency_summary
+
+DEFAULT_MODEL_DIR = Path("models/bench-minilm-l6-cross-encoder")
+BACKEND = "bench"
+#: Words for synthetic queries and passages (MS MARCO passages average about 60 words).
+_WORD_TEXT = (
+    "the of and to in is was for on that with as by at from his her are were which this be or "
+    "an has had not but have it its one all new more first two city state county river school "
+    "water energy protein cells blood heart cancer patients study results data model system "
+    "price market company tax income law court rights history war army century population "
+    "temperature climate rain soil plants species food diet vitamin calories sugar muscle"
+)
+WORDS = _WORD_TEXT.split()
+
+
+def log(message: str) -> None:
+    """One clear line on stdout, flushed at once (the script is watched while it runs)."""
+    print(f"[gpu-check] {message}", flush=True)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command line; ``--quick`` shortens every phase and picks the tiny model and small batches."""
+    p = argparse.ArgumentParser(
+        description="Check that the Serve cross-encoder replica runs on the GPU and measure pairs/s "
+        "through HTTP at several batch sizes, against in-process CrossEncoder.predict.",
+    )
+    p.add_argument("--model", type=Path, default=None,
+                   help="cross-encoder directory (default: build the benchmark model into "
+                   f"{DEFAULT_MODEL_DIR}; with --quick: the tiny test model)")
+    p.add_argument("--batch-sizes", type=_int_list, default=None,
+                   help="max_batch_size values to serve with, comma-separated "
+                   "(default 16,32,64,128; quick: 8,32)")
+    p.add_argument("--docs-per-request", type=int, default=10)
+    p.add_argument("--concurrency", type=int, default=None,
+                   help="requests in flight per client process (default 32; quick: 8)")
+    p.add_argument("--client-procs", type=int, default=None,
+                   help="client processes driving the load (default 4; quick: 1)")
+    p.add_argument("--duration-s", type=float, default=None,
+                   help="measured seconds per batch size (default 12; quick: 3)")
+    p.add_argument("--warmup-s", type=float, default=None,
+                   help="unmeasured load before each measurement (default 3; quick: 1)")
+    p.add_argument("--router-replicas", type=int, default=None,
+                   help="Router replicas (default 2; quick: 1)")
+    p.add_argument("--inprocess-pairs", type=int, default=None,
+                   help="pairs scored per batch size in-process (default 16384; quick: 512)")
+    p.add_argument("--port", type=int, default=0, help="Serve HTTP port on 127.0.0.1 (0: a free one)")
+    p.add_argument("--allow-cpu", action="store_true",
+                   help="run on CPU when no GPU is visible instead of failing")
+    p.add_argument("--quick", action="store_true",
+                   help="short phases, tiny model, small batches: a smoke test of this script")
+    args = p.parse_args(argv)
+    quick = args.quick
+    defaults: dict[str, Any] = {
+        "batch_sizes": [8, 32] if quick else [16, 32, 64, 128],
+        "concurrency": 8 if quick else 32,
+        "client_procs": 1 if quick else 4,
+        "duration_s": 3.0 if quick else 12.0,
+        "warmup_s": 1.0 if quick else 3.0,
+        "router_replicas": 1 if quick else 2,
+        "inprocess_pairs": 512 if quick else 16384,
+    }
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.docs_per_request < 1 or args.concurrency < 1 or args.client_procs < 1:
+        p.error("--docs-per-request, --concurrency and --client-procs must be at least 1")
+    return args
+
+
+def _int_list(text: str) -> list[int]:
+    values = [int(v) for v in text.split(",") if v.strip()]
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("expected positive integers separated by commas")
+    return values
+
+
+def pick_device(allow_cpu: bool) -> str:
+    """``cuda`` when torch sees a GPU; ``cpu`` only with ``--allow-cpu``; otherwise exit 1."""
+    import torch
+
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        log(f"GPU: {props.name}, {props.total_memory / 2**30:.0f} GiB; torch {torch.__version__}, "
+            f"CUDA {torch.version.cuda}")
+        return "cuda"
+    if not allow_cpu:
+        log("FAIL: no CUDA GPU is visible to torch "
+            f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); "
+            "run on a GPU machine, or pass --allow-cpu for a CPU smoke test")
+        sys.exit(1)
+    log(f"no GPU: running on CPU (--allow-cpu); torch {torch.__version__}")
+    return "cpu"
+
+
+def prepare_model(args: argparse.Namespace, workdir: Path) -> Path:
+    """The model directory: ``--model``, the tiny test model (quick), or the benchmark model."""
+    if args.model is not None:
+        return args.model.resolve()
+    if args.quick:
+        from rerank_tools.tiny_models import build_tiny_cross_encoder
+
+        return build_tiny_cross_encoder(workdir / "tiny-cross-encoder")
+    if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+        log(f"building the benchmark cross-encoder into {DEFAULT_MODEL_DIR}")
+        from rerank_tools.bench_model import build
+
+        build(DEFAULT_MODEL_DIR)
+    return DEFAULT_MODEL_DIR.resolve()
+
+
+def service_config(
+    model_dir: Path, max_batch_size: int, num_gpus: float, router_replicas: int
+) -> dict[str, Any]:
+    """One cross-encoder on one replica; only ``max_batch_size`` changes between runs."""
+    return {
+        "backends": {
+            BACKEND: {
+                "type": "cross_encoder",
+                "model": str(model_dir),
+                # Large enough that a batch of every size tried is one forward pass.
+                "max_tokens_per_batch": 131072,
+                "serving": {
+                    "num_gpus": num_gpus,
+                    "num_cpus": 1,
+                    "min_replicas": 1,
+                    "max_replicas": 1,
+                    "max_ongoing_requests": 512,
+                    "max_batch_size": max_batch_size,
+                    "batch_wait_timeout_s": 0.005,
+                },
+            }
+        },
+        "routes": {"default": {"backends": [BACKEND], "retries": 0, "timeout_s": 60}},
+        "default_route": "default",
+        "router": {"num_cpus": 0.5, "num_replicas": router_replicas, "max_ongoing_requests": 1024},
+    }
+
+
+def synthetic_passages(n: int, seed: int = 7) -> list[str]:
+    """``n`` seeded passages of 40 to 80 words, about MS MARCO's length."""
+    rng = random.Random(seed)
+    return [" ".join(rng.choices(WORDS, k=rng.randint(40, 80))) for _ in range(n)]
+
+
+def synthetic_queries(n: int, seed: int = 11) -> list[str]:
+    """``n`` seeded queries of 3 to 8 words."""
+    rng = random.Random(seed)
+    return [" ".join(rng.choices(WORDS, k=rng.randint(3, 8))) for _ in range(n)]
+
+
+@dataclass
+class LoadResult:
+    """What the clients saw in the measured window."""
+
+    requests: int = 0
+    errors: int = 0
+    latencies_s: list[float] = field(default_factory=list)
+    error_samples: list[str] = field(default_factory=list)
+
+    def merge(self, other: LoadResult) -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        self.latencies_s += other.latencies_s
+        self.error_samples += other.error_samples[: 3 - len(self.error_samples)]
+
+
+async def _drive(
+    url: str, docs_per_request: int, concurrency: int, warmup_s: float, duration_s: float, seed: int
+) -> LoadResult:
+    import httpx
+
+    passages = synthetic_passages(400)
+    queries = synthetic_queries(50)
+    result = LoadResult()
+    start = time.perf_counter()
+    measure_from, stop_at = start + warmup_s, start + warmup_s + duration_s
+
+    async def worker(client: httpx.AsyncClient, wid: int) -> None:
+        rng = random.Random(seed * 1000 + wid)
+        while (sent := time.perf_counter()) < stop_at:
+            body = {
+                "query": rng.choice(queries),
+                "documents": rng.sample(passages, docs_per_request),
+                "return_documents": False,
+            }
+            problem = None
+            try:
+                resp = await client.post(url + "/rerank", json=body)
+                answer = resp.json() if resp.status_code == 200 else None
+                if answer is None:
+                    problem = f"HTTP {resp.status_code}: {resp.text[:200]}"
+                elif answer.get("degraded") or answer.get("backend") != BACKEND:
+                    problem = f"answered by {answer.get('backend')!r}, degraded={answer.get('degraded')}"
+            except httpx.HTTPError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            done = time.perf_counter()
+            if sent < measure_from or done > stop_at:
+                continue
+            result.requests += 1
+            if problem is None:
+                result.latencies_s.append(done - sent)
+            else:
+                result.errors += 1
+                if len(result.error_samples) < 3:
+                    result.error_samples.append(problem)
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        await asyncio.gather(*(worker(client, i) for i in range(concurrency)))
+    return result
+
+
+def client_process(
+    url: str, docs_per_request: int, concurrency: int, warmup_s: float, duration_s: float, seed: int
+) -> LoadResult:
+    """One client process: ``concurrency`` requests in flight until the window closes."""
+    return asyncio.run(_drive(url, docs_per_request, concurrency, warmup_s, duration_s, seed))
+
+
+def run_load(url: str, args: argparse.Namespace) -> LoadResult:
+    """Load from ``--client-procs`` processes (one Python client saturates before Serve does)."""
+    total = LoadResult()
+    # spawn, not fork: this process runs Ray's threads.
+    with ProcessPoolExecutor(args.client_procs, mp_context=get_context("spawn")) as pool:
+        futures = [
+            pool.submit(client_process, url, args.docs_per_request, args.concurrency,
+                        args.warmup_s, args.duration_s, seed)
+            for seed in range(args.client_procs)
+        ]
+        for f in futures:
+            total.merge(f.result())
+    return total
+
+
+def get_json(url: str) -> dict[str, Any]:
+    """The JSON body of a GET, whatever its status (/health answers 503 with a body)."""
+    import httpx
+
+    return httpx.get(url, timeout=30).json()
+
+
+def serve_phase(model_dir: Path, device: str, args: argparse.Namespace) -> tuple[dict[int, float], list[str]]:
+    """Deploy once per batch size and measure over HTTP; returns pairs/s by size and failures."""
+    import ray
+    from ray import serve
+
+    from deployments.app import build_app
+
+    failures: list[str] = []
+    throughput: dict[int, float] = {}
+    num_gpus = 1 if device == "cuda" else 0
+    ray.init(
+        num_cpus=os.cpu_count(),
+        num_gpus=num_gpus,
+        include_dashboard=False,
+        namespace="gpu-check",
+        log_to_driver=False,
+    )
+    try:
+        port = args.port or free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        url = f"http://127.0.0.1:{port}"
+        for size in args.batch_sizes:
+            t0 = time.perf_counter()
+            config = service_config(model_dir, size, num_gpus, args.router_replicas)
+            serve.run(build_app({"service": config}), name="rerank", route_prefix="/")
+            log(f"deployed with max_batch_size={size} in {time.perf_counter() - t0:.1f}s")
+            replica = get_json(url + "/health")["backends"][BACKEND]
+            on_device = str(replica.get("device", ""))
+            if replica.get("state") != "ready" or not on_device.startswith(device):
+                failures.append(f"replica state {replica} (expected ready on {device})")
+                log(f"FAIL: /health says {replica}")
+                break
+            log(f"/health: replica ready on device {on_device!r}")
+            before = get_json(url + "/v1/stats")["models"][BACKEND]
+            if not str(before["device"]).startswith(device) or before["max_batch_size"] != size:
+                failures.append(f"/v1/stats {before} (expected {device}, max_batch_size {size})")
+            load = run_load(url, args)
+            seconds = args.duration_s
+            after = get_json(url + "/v1/stats")["models"][BACKEND]
+            batches = after["batches"] - before["batches"]
+            pairs_scored = after["pairs"] - before["pairs"]
+            ok = len(load.latencies_s)
+            latency = latency_summary(load.latencies_s)
+            pairs_per_s = ok * args.docs_per_request / seconds
+            throughput[size] = pairs_per_s
+            log(
+                f"RESULT serve  max_batch_size={size:4d}  pairs/s={pairs_per_s:9.0f}  "
+                f"req/s={ok / seconds:7.1f}  p50={latency['p50_ms']:7.1f}ms  "
+                f"p95={latency['p95_ms']:7.1f}ms  "
+                f"mean batch={pairs_scored / max(batches, 1):6.1f} pairs  errors={load.errors}"
+            )
+            if load.errors or not ok:
+                failures.append(f"max_batch_size={size}: {load.errors} errors of {load.requests}; "
+                                f"e.g. {load.error_samples}")
+        serve.delete("rerank")
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    return throughput, failures
+
+
+def free_port() -> int:
+    """A loopback port free at the time of asking."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def inprocess_phase(model_dir: Path, device: str, args: argparse.Namespace) -> dict[int, float]:
+    """``CrossEncoder.predict`` pairs/s in this process, fp16 on CUDA as the backend serves it."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    model = CrossEncoder(str(model_dir), device=device)
+    if device == "cuda":
+        model.half()
+    passages = synthetic_passages(400)
+    queries = synthetic_queries(50)
+    pairs = [(queries[i % len(queries)], passages[i % len(passages)]) for i in range(args.inprocess_pairs)]
+    throughput: dict[int, float] = {}
+    with torch.inference_mode():
+        model.predict(pairs[: max(args.batch_sizes) * 2], batch_size=max(args.batch_sizes))  # warm-up
+        for size in args.batch_sizes:
+            t0 = time.perf_counter()
+            model.predict(pairs, batch_size=size, show_progress_bar=False)
+            elapsed = time.perf_counter() - t0
+            throughput[size] = len(pairs) / elapsed
+            log(f"RESULT in-process CrossEncoder.predict  batch_size={size:4d}  "
+                f"pairs/s={throughput[size]:9.0f}")
+    return throughput
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the check; the exit status (0, 1, 2) is in the module docstring."""
+    args = parse_args(argv)
+    # Before Ray is imported: local Ray 2.60 turns token auth on by default; this throwaway cluster
+    # on loopback does not need it.
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    started = time.perf_counter()
+    device = pick_device(args.allow_cpu)
+    with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
+        model_dir = prepare_model(args, Path(tmp))
+        log(f"model: {model_dir}; batch sizes {args.batch_sizes}; {args.docs_per_request} docs a "
+            f"request; {args.client_procs} client process(es) x {args.concurrency} in flight")
+        served, failures = serve_phase(model_dir, device, args)
+        local = inprocess_phase(model_dir, device, args)
+    if served and local:
+        best_served, best_local = max(served.values()), max(local.values())
+        log(f"RESULT best served {best_served:.0f} pairs/s = {100 * best_served / best_local:.0f}% "
+            f"of best in-process {best_local:.0f} pairs/s")
+    log(f"finished in {time.perf_counter() - started:.0f}s")
+    if failures:
+        for f in failures:
+            log(f"FAIL: {f}")
+        return 2
+    log(f"PASS: the replica ran on {device} and answered every request")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

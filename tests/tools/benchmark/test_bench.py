@@ -1,0 +1,96 @@
+"""The load benchmark, bounded to seconds: the load generator against the naive server (real HTTP
+on loopback, the tiny cross-encoder) and the in-process ceiling. The whole sweep, with the real
+Router app as its served target: tests/serving/test_bench_served.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rerank_tools.benchmark import cli
+from rerank_tools.benchmark.ceiling import best, load_cross_encoder, measure_ceiling, time_request
+from rerank_tools.benchmark.loadgen import check_loopback, load_traffic, run_cell
+from rerank_tools.benchmark.naive_server import NaiveServer
+from rerank_tools.tiny_models import EXAMPLES, build_tiny_cross_encoder
+
+CELL_FIELDS = {
+    "kind",
+    "target",
+    "concurrency",
+    "docs_per_request",
+    "requests",
+    "errors",
+    "error_types",
+    "duration_s",
+    "requests_per_s",
+    "pairs_per_s",
+    "mean_ms",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "stopped_by",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_cross_encoder(tmp_path_factory.mktemp("models") / "tiny-ce")
+
+
+@pytest.fixture(scope="module")
+def naive_url(tiny_model: Path) -> Iterator[str]:
+    with NaiveServer(tiny_model, threads=1) as server:
+        yield server.url
+
+
+def test_only_loopback_targets_are_accepted() -> None:
+    assert check_loopback("http://127.0.0.1:8000/") == "http://127.0.0.1:8000"
+    assert check_loopback("http://localhost:1") == "http://localhost:1"
+    assert check_loopback("http://[::1]:1") == "http://[::1]:1"
+    for url in ("http://10.0.0.1:8000", "http://example.com", "ftp://127.0.0.1", "127.0.0.1:80"):
+        with pytest.raises(ValueError, match="refusing"):
+            check_loopback(url)
+
+
+def test_traffic_is_real_passages_topped_up_to_the_size(candidates: Path) -> None:
+    passages = {t for e in EXAMPLES for t in (e.relevant, *e.irrelevant)}
+    samples = load_traffic(candidates, docs_per_request=10, count=5, seed=1)
+    assert len(samples) == 5
+    assert all(len(s.documents) == 10 and set(s.documents) <= passages for s in samples)
+    assert {s.query for s in samples} <= {e.query for e in EXAMPLES}
+    assert load_traffic(candidates, 10, 5, seed=1) == samples  # seeded
+    assert len(load_traffic(candidates, 2, 1)[0].documents) == 2
+
+
+def test_run_cell_is_bounded_by_requests_and_time(naive_url: str, candidates: Path) -> None:
+    samples = load_traffic(candidates, docs_per_request=4, count=8)
+    by_count = asyncio.run(run_cell(naive_url, samples, 4, duration_s=30, max_requests=12))
+    assert by_count.stopped_by == "max_requests"
+    assert by_count.requests == 12 and by_count.errors == 0
+    assert by_count.pairs_per_s == pytest.approx(by_count.requests_per_s * 4)
+    assert 0 < by_count.p50_ms <= by_count.p95_ms <= by_count.p99_ms
+    by_time = asyncio.run(run_cell(naive_url, samples, 2, duration_s=0.5, max_requests=10_000))
+    assert by_time.stopped_by == "duration"
+    assert by_time.duration_s < 5
+
+
+def test_cli_refuses_a_remote_host(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--url", "http://192.0.2.1:8000"])
+    assert info.value.code == 2
+    assert "refusing" in capsys.readouterr().err
+
+
+def test_ceiling_on_the_tiny_model(tiny_model: Path) -> None:
+    model = load_cross_encoder(tiny_model, threads=1)
+    pairs = [(e.query, t) for e in EXAMPLES for t in (e.relevant, *e.irrelevant)] * 8
+    measurements = measure_ceiling(model, pairs, [4, 16], max_seconds_per_size=10.0)
+    assert [m.batch_size for m in measurements] == [4, 16]
+    assert all(m.pairs == len(pairs) and m.pairs_per_s > 0 for m in measurements)
+    assert best(measurements).pairs_per_s == max(m.pairs_per_s for m in measurements)
+    # A budget of zero stops after the first batch.
+    assert measure_ceiling(model, pairs, [4], max_seconds_per_size=0.0)[0].pairs == 4
+    assert time_request(model, pairs[:10], batch_size=16) > 0

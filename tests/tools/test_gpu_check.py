@@ -1,0 +1,40 @@
+"""The GPU check's command line and its refusal to run without a GPU (its GPU run is on a GPU)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rerank_core.config import load_config
+from rerank_tools import gpu_check
+
+GPU_CHECK = [sys.executable, "-m", "rerank_tools.gpu_check"]
+
+
+def test_gpu_check_help_and_arguments() -> None:
+    help_text = subprocess.run([*GPU_CHECK, "--help"], capture_output=True, text=True, timeout=60)
+    assert help_text.returncode == 0 and "--allow-cpu" in help_text.stdout
+    quick = gpu_check.parse_args(["--allow-cpu", "--quick"])
+    assert quick.batch_sizes == [8, 32] and quick.allow_cpu and quick.duration_s < 10
+    full = gpu_check.parse_args(["--batch-sizes", "16,128", "--docs-per-request", "20"])
+    assert full.batch_sizes == [16, 128] and full.docs_per_request == 20 and not full.allow_cpu
+    config = load_config(gpu_check.service_config(Path("/models/x"), 64, 1, 2))
+    serving = config.backends[gpu_check.BACKEND].serving
+    assert (serving.num_gpus, serving.max_batch_size) == (1, 64)
+    with pytest.raises(SystemExit):
+        gpu_check.parse_args(["--batch-sizes", "0,8"])
+
+
+def test_gpu_check_exits_1_without_a_gpu() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible here: the check would run for real")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    done = subprocess.run(GPU_CHECK, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 1
+    assert "no CUDA GPU" in done.stdout
