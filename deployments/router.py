@@ -122,6 +122,13 @@ class Router:
             backend = result.backend
             if result.fallback:
                 self.metrics.fallback(route_name, backend)
+            # Serve's log lines carry the request id: one line says who answered and who failed.
+            log.info(
+                "route %s answered by %s%s",
+                route_name,
+                backend,
+                "".join(f"; skipped {s.backend} ({s.reason})" for s in result.skipped),
+            )
             return route_name, result, time.perf_counter() - start
         except TimeoutError:
             status = "deadline"

@@ -226,3 +226,16 @@ def test_prometheus_metrics_are_exported(app: ServedApp) -> None:
     missing = [w for w in wanted if w not in text]
     assert not missing, missing
     assert fallbacks_to_tiny(text) >= 3
+
+
+def test_one_request_id_per_request_honouring_the_callers(app: ServedApp) -> None:
+    good = {"query": EX.query, "documents": DOCS}
+    for path, body in (("/rerank", good), ("/v2/rerank", good), ("/rerank", {"query": ""})):
+        mine = app.post(path, body, headers={"X-Request-Id": "trace-42-abc"})
+        assert mine.raw.headers.getlist("x-request-id") == ["trace-42-abc"], path
+        sent = mine.json()
+        assert (sent.get("id") or sent["error"]["request_id"]) == "trace-42-abc", path
+        theirs = app.post(path, body)
+        (rid,) = theirs.raw.headers.getlist("x-request-id")
+        sent = theirs.json()
+        assert rid and (sent.get("id") or sent["error"]["request_id"]) == rid, path
