@@ -293,14 +293,3 @@ class AsyncRerankClient(_ClientBase):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-
-__all__ = [
-    "AsyncRerankClient",
-    "RerankClient",
-    "RerankResponse",
-    "RerankedDocument",
-    "ServiceError",
-    "error_from_response",
-    "parse_response",
-    "rerank_payload",
-]
