@@ -44,6 +44,7 @@ def model_deployment_options(name: str, cfg: LocalModelConfig) -> dict[str, Any]
         "ray_actor_options": {
             "num_cpus": s.num_cpus,
             "num_gpus": s.num_gpus,
+            "resources": s.resources,
             # Ray sets OMP_NUM_THREADS from num_cpus; torch must use what the config says.
             "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(s.resolved_torch_threads)}},
         },
@@ -60,6 +61,8 @@ def model_deployment_options(name: str, cfg: LocalModelConfig) -> dict[str, Any]
             "min_replicas": s.min_replicas,
             "max_replicas": s.max_replicas,
             "target_ongoing_requests": s.target_ongoing_requests,
+            "upscale_delay_s": s.upscale_delay_s,
+            "downscale_delay_s": s.downscale_delay_s,
         }
     return options
 
@@ -82,5 +85,5 @@ def build_app(args: dict[str, Any]) -> Application:
     return Router.options(
         num_replicas=r.num_replicas,
         max_ongoing_requests=r.max_ongoing_requests,
-        ray_actor_options={"num_cpus": r.num_cpus},
+        ray_actor_options={"num_cpus": r.num_cpus, "resources": r.resources},
     ).bind(service.model_dump(mode="json"), handles)

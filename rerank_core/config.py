@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from rerank_core.errors import RerankError
 from rerank_core.types import LongDocuments
@@ -28,16 +28,39 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: Ray's built-in resources, set by their own fields (num_cpus, num_gpus), never under ``resources``.
+_BUILTIN_RESOURCES = {"CPU", "GPU", "memory", "object_store_memory"}
+
+
+def _custom_resources_only(resources: dict[str, float]) -> dict[str, float]:
+    builtin = sorted(_BUILTIN_RESOURCES & set(resources))
+    if builtin:
+        raise ValueError(f"{builtin} are set by num_cpus/num_gpus, not under resources")
+    return resources
+
+
+CustomResources = Annotated[
+    dict[str, Annotated[float, Field(gt=0)]], AfterValidator(_custom_resources_only)
+]
+
+
 class ServingConfig(_Strict):
     """How a local model is served on Ray Serve. Plain data: ``rerank_core`` never imports Ray."""
 
     num_cpus: float = Field(1.0, ge=0)
     num_gpus: float = Field(0.0, ge=0)
+    #: Custom Ray resources each replica needs, e.g. ``{model_node: 1}``: replicas are placed only
+    #: on nodes started with that resource (``ray start --resources``).
+    resources: CustomResources = Field(default_factory=dict)
     #: torch intra-op threads in a replica; None: ``max(1, int(num_cpus))``.
     torch_threads: int | None = Field(None, ge=1)
     min_replicas: int = Field(1, ge=0)
     max_replicas: int = Field(1, ge=1)
+    #: Ongoing requests (not pairs) per replica that autoscaling aims at.
     target_ongoing_requests: float = Field(8.0, gt=0)
+    #: Seconds the load must stay above (below) target before autoscaling adds (removes) replicas.
+    upscale_delay_s: float = Field(30.0, ge=0)
+    downscale_delay_s: float = Field(600.0, ge=0)
     #: Requests one replica accepts at once; must be large enough for batching to fill.
     max_ongoing_requests: int = Field(64, ge=1)
     #: Pairs collected by ``@serve.batch`` before a batch is cut.
@@ -231,6 +254,9 @@ class RouterConfig(_Strict):
     """How the HTTP router deployment is served (it does little compute: a fraction of a CPU)."""
 
     num_cpus: float = Field(0.25, ge=0)
+    #: Custom Ray resources each Router replica needs, e.g. ``{head_node: 0.01}`` to keep the Router
+    #: on the head node, which a cluster does not lose with a worker.
+    resources: CustomResources = Field(default_factory=dict)
     num_replicas: int = Field(1, ge=1)
     max_ongoing_requests: int = Field(256, ge=1)
     #: Seconds a 429 answer's ``Retry-After`` tells the client to wait (rounded up to whole seconds).

@@ -40,6 +40,11 @@ def test_serve_config_default_validates() -> None:
             {"backends": {"x": {"type": "bi_encoder", "serving": {"min_replicas": 3, "max_replicas": 2}}}},
             "min_replicas",
         ),
+        (
+            {"backends": {"x": {"type": "bi_encoder", "serving": {"resources": {"CPU": 1}}}}},
+            "backends.x.bi_encoder.serving.resources",
+        ),
+        (minimal(router={"resources": {"head_node": 0}}), "router.resources.head_node"),
     ],
 )
 def test_bad_field_is_named(data: dict, field: str) -> None:
