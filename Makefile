@@ -10,7 +10,7 @@ export RAY_AUTH_MODE ?= disabled
 export HF_HUB_OFFLINE ?= 1
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: setup run test lint bench-model gpu-check
+.PHONY: setup run test lint bench-model gpu-check cluster-demo
 
 setup: $(VENV)/.installed
 
@@ -35,3 +35,8 @@ bench-model: setup
 
 gpu-check: setup
 	scripts/gpu_check.sh
+
+# A head and a worker node on 127.0.0.1 (ray start), serve deploy over REST, a worker lost under load,
+# a worker rejoining, user_config and a rolling model update; stops what it started by pid.
+cluster-demo: setup
+	$(PY) -m rerank_tools.cluster_demo

@@ -1,3 +1,4 @@
 """The project's tools (the ``tools`` extra): quality evaluation (``rerank-eval``), the load
-benchmark (``rerank-bench``), the soak test (``rerank-soak``), the GPU check (``rerank-gpu-check``)
-and the model builders (``rerank-bench-model``; the tiny test models)."""
+benchmark (``rerank-bench``), the soak test (``rerank-soak``), the GPU check (``rerank-gpu-check``),
+the model builders (``rerank-bench-model``; the tiny test models), the multi-node cluster demo
+(``make cluster-demo``) and the autoscaling benchmark."""
