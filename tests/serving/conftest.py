@@ -21,6 +21,9 @@ from tests.stubs.vendors import CohereStub, JinaStub
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Handles report load to the autoscaler every second (Serve's default is 10 s), so the autoscaling
+# test sees replicas come and go within seconds.
+os.environ.setdefault("RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S", "1")
 
 FAKE_CO_KEY = "co-fake-key-3f9a1c"
 FAKE_JINA_KEY = "jina-fake-key-77b2e0"
