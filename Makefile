@@ -5,19 +5,31 @@ PY := $(VENV)/bin/python
 # The CPU build on a machine without a GPU. On a GPU machine: make setup TORCH_SPEC=torch
 # (or install the CUDA torch of your choice into the venv first: pip keeps it).
 TORCH_SPEC ?= torch==2.13.0
+# Resolved versions (Python 3.11, Linux x86_64) that `make setup` and the container image install;
+# pyproject.toml keeps the ranges for library users. torch and its CUDA libraries are left out:
+# torch comes from TORCH_SPEC (CPU here, CUDA on a GPU machine or in the GPU image).
+DEV_LOCK := requirements/dev.lock
+SERVE_LOCK := requirements/serve.lock
+LOCK_LEAVE_OUT := torch triton cuda-bindings cuda-pathfinder cuda-toolkit nvidia-cublas \
+	nvidia-cuda-cccl nvidia-cuda-cupti nvidia-cuda-nvrtc nvidia-cuda-runtime nvidia-cudnn-cu13 \
+	nvidia-cufft nvidia-cufile nvidia-curand nvidia-cusolver nvidia-cusparse nvidia-cusparselt-cu13 \
+	nvidia-nccl-cu13 nvidia-nvjitlink nvidia-nvshmem-cu13 nvidia-nvtx
+LOCK_FLAGS := --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	--no-annotate --custom-compile-command "make lock" $(addprefix --no-emit-package ,$(LOCK_LEAVE_OUT))
 # Local Ray starts with token auth on since Ray 2.60; the local default turns it off (see README).
 export RAY_AUTH_MODE ?= disabled
 export HF_HUB_OFFLINE ?= 1
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: setup run test lint bench-model gpu-check cluster-demo
+.PHONY: setup run test lint lock bench-model gpu-check cluster-demo
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(DEV_LOCK)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -r $(DEV_LOCK)
+	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
 run: setup
@@ -29,6 +41,12 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+
+# Re-resolve the lock files from pyproject.toml's ranges (newest versions that fit) with uv, which
+# `make setup` installs; then run `make test`.
+lock:
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -o $(DEV_LOCK)
+	$(VENV)/bin/uv pip compile pyproject.toml --extra serve $(LOCK_FLAGS) -o $(SERVE_LOCK)
 
 bench-model: setup
 	$(VENV)/bin/rerank-bench-model models/bench-minilm-l6-cross-encoder
