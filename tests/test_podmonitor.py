@@ -16,7 +16,7 @@ from tests.test_k8s import (
     MANIFEST,
     crd_version,
     groups,
-    k8s_schemas,  # noqa: F401  (the fixture, shared with test_k8s.py)
+    k8s_schemas,
     openapi_to_jsonschema,
     ray_container,
     schema_errors,
@@ -26,6 +26,8 @@ PODMONITOR = MANIFEST.parent / "podmonitor.yaml"
 PODMONITOR_CRD = "monitoring.coreos.com_podmonitors.yaml"
 #: Ray's metrics export port as KubeRay sets it by default.
 METRICS_PORT = 8080
+#: Re-exported so pytest finds the fixture shared with test_k8s.py (the KubeRay CRD directory).
+__all__ = ["k8s_schemas"]
 
 
 @pytest.fixture(scope="module")
