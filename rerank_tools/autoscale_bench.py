@@ -2,9 +2,9 @@
 
 Deploys the service on a local Ray with one autoscaled model deployment (fractional CPUs), drives
 closed-loop HTTP load in phases (``--phases clients:seconds,...``), and every ``--interval-s``
-writes one JSON line: seconds since start, load clients, RUNNING replicas (from ``serve.status()``),
-requests/s, p50/p99 latency and errors of the requests that finished in that interval. Then it
-plots the three series into a PNG.
+writes one JSON line: seconds since start, load clients, RUNNING and STARTING replicas (from
+``serve.status()``), requests/s, p50/p99 latency and errors of the requests that finished in that
+interval. Then it plots replicas, throughput and latency into a PNG.
 
     python -m rerank_tools.autoscale_bench --out docs/autoscaling.jsonl --plot docs/img/autoscaling.png
 """
@@ -84,19 +84,24 @@ def service_config(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def running_replicas() -> int:
+def replica_counts() -> tuple[int, int]:
+    """(RUNNING, STARTING) replicas of the model deployment, from ``serve.status()``."""
     from ray import serve
 
-    deployment = serve.status().applications[APP].deployments[DEPLOYMENT]
-    return int(deployment.replica_states.get("RUNNING", 0))
+    states = serve.status().applications[APP].deployments[DEPLOYMENT].replica_states
+    return int(states.get("RUNNING", 0)), int(states.get("STARTING", 0))
 
 
-def summarize(t: float, clients: int, replicas: int, done: list[Outcome], interval_s: float) -> dict:
+def summarize(
+    t: float, clients: int, replicas: tuple[int, int], done: list[Outcome], interval_s: float
+) -> dict[str, Any]:
+    """One interval: load, (running, starting) replicas, and the requests finished in it."""
     ok = sorted(o.elapsed_s for o in done if o.status == 200)
     row: dict[str, Any] = {
         "t_s": round(t, 1),
         "clients": clients,
-        "replicas": replicas,
+        "replicas": replicas[0],
+        "starting": replicas[1],
         "requests_per_s": round(len(ok) / interval_s, 2),
         "errors": len(done) - len(ok),
         "p50_s": None,
@@ -139,7 +144,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 while time.monotonic() < phase_end:
                     tick = time.monotonic()
                     time.sleep(args.interval_s)
-                    row = summarize(tick + args.interval_s - start, clients, running_replicas(),
+                    row = summarize(tick + args.interval_s - start, clients, replica_counts(),
                                     load.done_since(tick), args.interval_s)  # fmt: skip
                     rows.append(row)
                     bar.update(round(args.interval_s))
@@ -158,7 +163,8 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
     t = [r["t_s"] for r in rows]
     fig, axes = plt.subplots(3, 1, figsize=(8, 7), sharex=True)
-    axes[0].step(t, [r["replicas"] for r in rows], where="post", label="replicas")
+    axes[0].step(t, [r["replicas"] for r in rows], where="post", label="replicas running")
+    axes[0].step(t, [r["starting"] for r in rows], where="post", linestyle="--", label="starting")
     axes[0].step(t, [r["clients"] for r in rows], where="post", linestyle=":", label="load clients")
     axes[0].set_ylabel("count")
     axes[0].legend(loc="upper right")
