@@ -26,6 +26,8 @@ from pathlib import Path
 import psutil
 import requests
 
+#: Environment variable naming the cluster's temp dir in every process of the cluster.
+CLUSTER_MARKER = "RERANK_LOCAL_CLUSTER"
 #: Object store of each node: small, the service moves little data through it.
 OBJECT_STORE_BYTES = 150 * 1024 * 1024
 
@@ -99,12 +101,14 @@ class LocalCluster:
         return f"http://127.0.0.1:{self.dashboard_port}"
 
     def process_env(self) -> dict[str, str]:
-        """The environment every process of the cluster runs with."""
+        """The environment every process of the cluster runs with. ``CLUSTER_MARKER`` (the temp
+        dir) is inherited by every process Ray starts, so a check can find any left behind."""
         return {
             **os.environ,
             "RAY_AUTH_MODE": "disabled",
             "RAY_USAGE_STATS_ENABLED": "0",
             "HF_HUB_OFFLINE": "1",
+            CLUSTER_MARKER: str(self.temp_dir),
             **self.env,
         }
 

@@ -181,12 +181,16 @@ def check_outcomes(
 
 
 def run_demo(
-    model: dict[str, Any], next_model: dict[str, Any], say: Callable[[str], None] = print
+    model: dict[str, Any],
+    next_model: dict[str, Any],
+    say: Callable[[str], None] = print,
+    temp_dir: Path | None = None,
 ) -> list[str]:
     """Every step on a fresh cluster, stopped by pid at the end; returns what was proved.
 
     ``model`` and ``next_model`` are backend configs (type, model, ...) before and after the
-    rolling update; they must rank ``DOCUMENTS`` the same way.
+    rolling update; they must rank ``DOCUMENTS`` the same way. ``temp_dir`` is the cluster's Ray
+    temp dir (default: a new one); keep its path short, Ray puts Unix sockets under it.
     """
     proved: list[str] = []
 
@@ -195,7 +199,8 @@ def run_demo(
         say(f"PROVED {line}")
 
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    with LocalCluster(env=env) as cluster:
+    cluster = LocalCluster(env=env) if temp_dir is None else LocalCluster(env=env, temp_dir=temp_dir)
+    with cluster:
         started = time.monotonic()
         cluster.start_head()
         worker = cluster.add_worker("worker-1", 2, {"model_node": 2})
