@@ -101,19 +101,24 @@ def serve_config(http_port: int, service: dict[str, Any], **app_extra: Any) -> d
 class ServiceOnCluster:
     """The deployed service: ``serve deploy`` over REST, status from Serve's REST API, HTTP calls."""
 
-    def __init__(self, cluster: LocalCluster, http_port: int) -> None:
+    def __init__(self, cluster: LocalCluster) -> None:
         self.cluster = cluster
-        self.url = f"http://127.0.0.1:{http_port}"
+        #: Serve's HTTP port (``http_options.port`` of the deployed config).
+        self.http_port = free_port()
+        self.url = f"http://127.0.0.1:{self.http_port}"
         self.body = {"query": QUERY, "documents": DOCUMENTS}
 
     def deploy(self, config: dict[str, Any]) -> None:
+        """``serve deploy <config> --address <dashboard>``; returns once the config is accepted."""
         path = self.cluster.temp_dir / "serve_config.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         serve_cli = str(Path(sys.executable).with_name("serve"))
-        subprocess.run(
+        done = subprocess.run(
             [serve_cli, "deploy", str(path), "--address", self.cluster.dashboard_url],
-            check=True, env=self.cluster.process_env(), capture_output=True, timeout=120,
+            env=self.cluster.process_env(), capture_output=True, text=True, timeout=120,
         )  # fmt: skip
+        if done.returncode != 0:
+            raise DemoFailure(f"serve deploy failed: {done.stderr[-2000:]}")
 
     def details(self) -> dict[str, Any]:
         """Serve's public REST status (``GET /api/serve/applications/``) of the application."""
@@ -127,18 +132,18 @@ class ServiceOnCluster:
         return {r["replica_id"]: r["node_id"] for r in dep.get("replicas", []) if r["state"] == "RUNNING"}
 
     def running(self) -> bool:
+        """The application is RUNNING (every deployment healthy at its target)."""
         return self.details().get("status") == "RUNNING"
 
-    def rerank(self) -> requests.Response:
-        return requests.post(self.url + "/rerank", json=self.body, timeout=30)
-
     def order(self) -> list[int]:
-        resp = self.rerank()
+        """The order /rerank answers for the demo's query; DemoFailure unless 200."""
+        resp = requests.post(self.url + "/rerank", json=self.body, timeout=30)
         if resp.status_code != 200:
             raise DemoFailure(f"/rerank answered {resp.status_code}: {resp.text[:300]}")
         return [r["index"] for r in resp.json()["results"]]
 
     def load(self, clients: int = 6) -> Load:
+        """Closed-loop load on /rerank; a context manager."""
         return Load(self.url + "/rerank", self.body, clients=clients)
 
 
@@ -206,8 +211,8 @@ def run_demo(
         worker = cluster.add_worker("worker-1", 2, {"model_node": 2})
         say(f"cluster up in {time.monotonic() - started:.0f} s: head {cluster.address}, "
             f"dashboard {cluster.dashboard_url}, metrics :{cluster.metrics_port}")  # fmt: skip
-        service = ServiceOnCluster(cluster, free_port())
-        config = serve_config(int(service.url.rsplit(":", 1)[1]), service_config(model))
+        service = ServiceOnCluster(cluster)
+        config = serve_config(service.http_port, service_config(model))
         service.deploy(config)
         took = wait_for("the application RUNNING", service.running, 240)
         prove(f"serve deploy --address {cluster.dashboard_url}: application RUNNING in {took:.0f} s")
