@@ -177,12 +177,14 @@ def check_outcomes(
             f"{sorted({o.status for o in bad})}; e.g. {sorted({o.detail for o in hung + bad})[:3]}"
         )
     slowest = max(o.elapsed_s for o in outcomes)
-    slowest_refusal = max((o.elapsed_s for o in refused), default=0.0)
-    return (
-        f"{len(outcomes)} requests: {len(outcomes) - len(refused)} x 200 in the right order, "
-        f"{len(refused)} refused ({', '.join(sorted({str(o.status) for o in refused})) or 'none'}; "
-        f"slowest refusal {slowest_refusal:.1f} s), slowest answer {slowest:.1f} s, none hung"
-    )
+    summary = f"{len(outcomes)} requests: {len(outcomes) - len(refused)} x 200 in the right order, "
+    if refused:
+        statuses = ", ".join(sorted({str(o.status) for o in refused}))
+        slowest_refusal = max(o.elapsed_s for o in refused)
+        summary += f"{len(refused)} refused ({statuses}; slowest {slowest_refusal:.1f} s), "
+    else:
+        summary += "none refused, "
+    return summary + f"slowest answer {slowest:.1f} s, none hung"
 
 
 def run_demo(
