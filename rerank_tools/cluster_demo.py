@@ -171,10 +171,13 @@ def check_outcomes(
     refused = [o for o in outcomes if o.status not in (200, None)]
     bad = [o for o in refused if o.status not in allowed]
     if hung or wrong or bad:
+        first = min(o.started for o in outcomes)
+        failed = sorted(o.started - first for o in hung + wrong + bad)
         raise DemoFailure(
             f"{what}: {len(hung)} hung past {bound_s:g} s or failed to connect, {len(wrong)} in a "
             f"wrong order, statuses outside {sorted(allowed) or '[200]'}: "
-            f"{sorted({o.status for o in bad})}; e.g. {sorted({o.detail for o in hung + bad})[:3]}"
+            f"{sorted({o.status for o in bad})}, sent {failed[0]:.1f} to {failed[-1]:.1f} s into the "
+            f"load ({len(outcomes)} requests in all); e.g. {sorted({str(o.detail) for o in hung + bad})[:2]}"
         )
     slowest = max(o.elapsed_s for o in outcomes)
     summary = f"{len(outcomes)} requests: {len(outcomes) - len(refused)} x 200 in the right order, "
