@@ -256,7 +256,9 @@ def run_demo(
 
         def batch_applied() -> bool:
             stats = requests.get(service.url + "/v1/stats", timeout=10).json()["models"][BACKEND]
-            return stats["max_batch_size"] == 7 and service.running()
+            # Each running replica's own figures (replicas that left the cluster age out).
+            reported = [stats["replicas"][r] for r in service.replicas(DEPLOYMENT) if r in stats["replicas"]]
+            return len(reported) == 2 and all(r["max_batch_size"] == 7 for r in reported)
 
         took = wait_for("the batch settings reaching the replicas", batch_applied, 60)
         if service.replicas(DEPLOYMENT) != before:
