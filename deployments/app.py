@@ -52,8 +52,15 @@ def build_app(args: dict[str, Any]) -> Application:
         s = cfg.serving
         options: dict[str, Any] = {
             "name": model_deployment_name(name),
-            "ray_actor_options": {"num_cpus": s.num_cpus, "num_gpus": s.num_gpus},
-            "max_ongoing_requests": max(s.max_ongoing_requests, s.max_batch_size),
+            "ray_actor_options": {
+                "num_cpus": s.num_cpus,
+                "num_gpus": s.num_gpus,
+                # Ray sets OMP_NUM_THREADS from num_cpus; the replica's torch uses the configured
+                # thread count instead, and OpenMP reads it only at process start.
+                "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(s.threads)}},
+            },
+            "max_ongoing_requests": s.max_ongoing_requests,
+            "max_queued_requests": s.max_queued_requests or -1,
             "user_config": {
                 "max_batch_size": s.max_batch_size,
                 "batch_wait_timeout_s": s.batch_wait_timeout_s,
@@ -76,5 +83,8 @@ def build_app(args: dict[str, Any]) -> Application:
         name="Router",
         num_replicas=r.num_replicas,
         max_ongoing_requests=r.max_ongoing_requests,
+        max_queued_requests=r.max_queued_requests or -1,
+        # Past the router's queue, Serve's proxy refuses as the router does: 429 and Retry-After.
+        backpressure_config={"status_code": 429, "retry_after_s": r.retry_after_s},
         ray_actor_options={"num_cpus": r.num_cpus},
     ).bind(handles)

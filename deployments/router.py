@@ -165,12 +165,15 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
 
-def error_response(exc: RerankError, request_id: str) -> JSONResponse:
-    """The one place an error becomes an HTTP answer."""
+def error_response(
+    exc: RerankError, request_id: str, retry_after_s: int | None = None
+) -> JSONResponse:
+    """The one place an error becomes an HTTP answer; a 429 carries ``Retry-After`` when
+    ``retry_after_s`` is given."""
     body = {"error": {**exc.to_dict(), "request_id": request_id}}
     headers = {"X-Request-Id": request_id}
-    if exc.http_status == 429:
-        headers["Retry-After"] = "1"
+    if exc.http_status == 429 and retry_after_s is not None:
+        headers["Retry-After"] = str(retry_after_s)
     return JSONResponse(body, status_code=exc.http_status, headers=headers)
 
 
@@ -224,7 +227,7 @@ def create_api(service: ServiceConfig) -> FastAPI:
 
     @api.exception_handler(RerankError)
     async def _rerank_error(request: Request, exc: RerankError) -> JSONResponse:
-        return error_response(exc, _request_id(request))
+        return error_response(exc, _request_id(request), service.router.retry_after_s)
 
     @api.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

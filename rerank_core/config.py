@@ -37,11 +37,21 @@ class ServingConfig(_Strict):
     min_replicas: int = Field(1, ge=0)
     max_replicas: int = Field(1, ge=1)
     target_ongoing_requests: float = Field(8.0, gt=0)
-    #: Requests one replica accepts at once; must be large enough for batching to fill.
+    #: Requests one replica works on at once (their pairs share the replica's batches).
     max_ongoing_requests: int = Field(64, ge=1)
-    #: Pairs collected by ``@serve.batch`` before a batch is cut.
+    #: Requests waiting for a replica beyond ``max_ongoing_requests``; past it the model refuses at
+    #: once (the route falls back, or the client gets 429). None: no bound.
+    max_queued_requests: int | None = Field(32, ge=1)
+    #: Pairs in one ``@serve.batch`` batch; a request with more pairs enters it in chunks of this size.
     max_batch_size: int = Field(64, ge=1)
     batch_wait_timeout_s: float = Field(0.005, ge=0)
+    #: Memory for the replica's cache of raw scores by (model, query, document); 0 turns it off.
+    score_cache_mib: float = Field(64.0, ge=0)
+
+    @property
+    def threads(self) -> int:
+        """The replica's torch threads: ``torch_threads``, else ``max(1, int(num_cpus))``."""
+        return self.torch_threads or max(1, int(self.num_cpus))
 
     @model_validator(mode="after")
     def _replicas_ordered(self) -> ServingConfig:
@@ -212,6 +222,11 @@ class RouterConfig(_Strict):
     num_cpus: float = Field(0.25, ge=0)
     num_replicas: int = Field(1, ge=1)
     max_ongoing_requests: int = Field(256, ge=1)
+    #: Requests waiting for a router replica beyond ``max_ongoing_requests``; past it Serve's proxy
+    #: answers 429. None: no bound.
+    max_queued_requests: int | None = Field(512, ge=1)
+    #: The ``Retry-After`` header (seconds) of every 429 the service sends.
+    retry_after_s: int = Field(1, ge=0)
 
 
 class ServiceConfig(_Strict):
