@@ -14,6 +14,7 @@ from ray.serve import metrics
 
 from rerank_core.backends import LocalModelBackend, build_backend
 from rerank_core.config import BackendConfig
+from rerank_core.errors import BackendRateLimited
 from rerank_core.score_cache import ScoreCache, model_fingerprint
 from rerank_core.types import Scored
 
@@ -37,13 +38,15 @@ def _pair_count(chunks: list[Pairs]) -> int:
 class LocalModelDeployment:
     """Serves one cross-encoder or bi-encoder.
 
-    ``rerank`` expands a request into (query, text) pairs, answers those it has scored before from
-    the score cache, and sends the rest to ``score_chunk`` as one unit, or in chunks of at most
-    ``max_batch_size`` pairs (``CHUNKS_IN_FLIGHT`` at a time) when there are more. ``@serve.batch``
-    gathers units of many requests up to ``max_batch_size`` pairs; each batch is tokenized once on
-    the backend's tokenizer thread (``prepare``: sorted by length, cut under the token budget)
-    while the previous batch's forward passes run on the model's thread. Batch size and wait come
-    from ``user_config`` and change without a restart.
+    ``rerank`` expands a request into (query, text) pairs and answers those it has scored before
+    from the score cache. The rest go to ``score_chunk`` as one unit, or in chunks of at most
+    ``max_batch_size`` pairs (``CHUNKS_IN_FLIGHT`` at a time) when there are more; a request that
+    would take the replica past ``max_pending_pairs`` is refused at once instead
+    (``BackendRateLimited``: a fallback or a 429 at the router). ``@serve.batch`` gathers units of
+    many requests up to ``max_batch_size`` pairs; each batch is tokenized once on the backend's
+    tokenizer thread (``prepare``: sorted by length, cut under the token budget) while the previous
+    batch's forward passes run on the model's thread. Batch size and wait come from ``user_config``
+    and change without a restart.
     """
 
     def __init__(self, name: str, config: dict[str, Any]) -> None:
@@ -67,6 +70,10 @@ class LocalModelDeployment:
         self.units = 0
         #: ``rerank`` calls being answered now (their pairs queued or in a batch).
         self.in_flight = 0
+        #: Pairs of those calls queued or in the model (``max_pending_pairs`` bounds it).
+        self.pending_pairs = 0
+        #: Requests refused for ``max_pending_pairs``.
+        self.refused = 0
         self.max_batch_size = serving.max_batch_size
         self.batch_wait_timeout_s = serving.batch_wait_timeout_s
         self._batch_size_metric = metrics.Histogram(
@@ -122,6 +129,21 @@ class LocalModelDeployment:
         return out
 
     async def _score_in_chunks(self, pairs: Pairs) -> list[float]:
+        bound = self.config.serving.max_pending_pairs
+        if bound is not None and self.pending_pairs and self.pending_pairs + len(pairs) > bound:
+            self.refused += 1
+            raise BackendRateLimited(
+                f"model {self.name} is overloaded: {self.pending_pairs} pairs pending, "
+                f"max_pending_pairs is {bound}",
+                backend=self.name,
+            )
+        self.pending_pairs += len(pairs)
+        try:
+            return await self._batched(pairs)
+        finally:
+            self.pending_pairs -= len(pairs)
+
+    async def _batched(self, pairs: Pairs) -> list[float]:
         size = self.max_batch_size
         chunks = [pairs[i : i + size] for i in range(0, len(pairs), size)]
         self.units += len(chunks)
@@ -177,6 +199,8 @@ class LocalModelDeployment:
             "device": self.backend.device,
             "torch_threads": self.torch_threads,
             "in_flight": self.in_flight,
+            "pending_pairs": self.pending_pairs,
+            "refused": self.refused,
             # Seconds in forward passes: with ``pairs``, the model's own pairs/s.
             "busy_s": round(self.backend.forward_s, 3),
             "max_batch_size": self.max_batch_size,

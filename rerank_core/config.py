@@ -42,6 +42,10 @@ class ServingConfig(_Strict):
     #: Requests waiting for a replica beyond ``max_ongoing_requests``; past it the model refuses at
     #: once (the route falls back, or the client gets 429). None: no bound.
     max_queued_requests: int | None = Field(32, ge=1)
+    #: Pairs a replica holds at once, queued or in the model; a request that would take it past
+    #: this is refused at once, unless the replica holds none (so a large request still runs).
+    #: Bounds the wait in work, where ``max_queued_requests`` counts requests. None: no bound.
+    max_pending_pairs: int | None = Field(None, ge=1)
     #: Pairs in one ``@serve.batch`` batch; a request with more pairs enters it in chunks of this size.
     max_batch_size: int = Field(64, ge=1)
     batch_wait_timeout_s: float = Field(0.005, ge=0)

@@ -87,6 +87,18 @@ def hot_config(tiny: Path, co_url: str, co_key: Path, cached_max_length: int | N
                     "score_cache_mib": 0,
                 },
             },
+            # Many requests at once, but no more pairs pending than one request of DOCS has.
+            "busy_pairs": {
+                "type": "cross_encoder",
+                "model": str(tiny),
+                "serving": {
+                    **small,
+                    "max_pending_pairs": len(DOCS),
+                    "max_batch_size": 64,
+                    "batch_wait_timeout_s": BUSY_WAIT_S,
+                    "score_cache_mib": 0,
+                },
+            },
             "cached": {
                 "type": "cross_encoder",
                 "model": str(tiny),
@@ -97,6 +109,7 @@ def hot_config(tiny: Path, co_url: str, co_key: Path, cached_max_length: int | N
         },
         "routes": {
             "busy-only": {"backends": ["busy"], "retries": 0},
+            "pairs-only": {"backends": ["busy_pairs"], "retries": 0},
             "busy-then-api": {"backends": ["busy", "co"], "retries": 0},
         },
         "router": {"num_cpus": 0.05, "retry_after_s": RETRY_AFTER_S},
@@ -125,8 +138,12 @@ def burst(hot: HotApp, route: str, n: int = 6) -> list[requests.Response]:
         return list(pool.map(lambda _: hot.post(body), range(n)))
 
 
-def test_a_full_model_queue_is_a_429_with_the_configured_retry_after(hot: HotApp) -> None:
-    answers = burst(hot, "busy-only")
+@pytest.mark.parametrize("route", ["busy-only", "pairs-only"])
+def test_a_full_model_queue_is_a_429_with_the_configured_retry_after(
+    hot: HotApp, route: str
+) -> None:
+    """"busy-only": Serve's request queue is full; "pairs-only": the replica's pair bound is."""
+    answers = burst(hot, route)
     statuses = sorted(r.status_code for r in answers)
     assert 200 in statuses and 429 in statuses and set(statuses) == {200, 429}, statuses
     for r in answers:

@@ -1,0 +1,1 @@
+"""Tools around the service: benchmarks and checks that run against a served or in-process model."""
