@@ -61,6 +61,13 @@ class ServingConfig(_Strict):
     def _replicas_ordered(self) -> ServingConfig:
         if self.min_replicas > self.max_replicas:
             raise ValueError("min_replicas must not exceed max_replicas")
+        autoscaled = self.min_replicas != self.max_replicas
+        if autoscaled and self.target_ongoing_requests > self.max_ongoing_requests:
+            raise ValueError(
+                f"target_ongoing_requests ({self.target_ongoing_requests:g}) must not exceed "
+                f"max_ongoing_requests ({self.max_ongoing_requests}): a replica never holds more, "
+                "so the autoscaler would never see its target"
+            )
         return self
 
 
