@@ -49,6 +49,7 @@ def model_deployment_options(name: str, cfg: LocalModelConfig) -> dict[str, Any]
             "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(s.resolved_torch_threads)}},
         },
         "max_ongoing_requests": s.max_ongoing_requests,
+        "max_queued_requests": s.max_queued_requests or -1,
         "user_config": {
             "max_batch_size": s.max_batch_size,
             "batch_wait_timeout_s": s.batch_wait_timeout_s,
@@ -85,5 +86,8 @@ def build_app(args: dict[str, Any]) -> Application:
     return Router.options(
         num_replicas=r.num_replicas,
         max_ongoing_requests=r.max_ongoing_requests,
+        max_queued_requests=r.max_queued_requests or -1,
+        # Past the router's queue, Serve's proxy refuses as the router does: 429 and Retry-After.
+        backpressure_config={"status_code": 429, "retry_after_s": r.retry_after_s},
         ray_actor_options={"num_cpus": r.num_cpus, "resources": r.resources},
     ).bind(service.model_dump(mode="json"), handles)

@@ -1,10 +1,9 @@
-"""One Ray Serve deployment per local model, batching (query, document) pairs across requests."""
+"""One Ray Serve deployment per local model, batching requests' pairs across requests."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter as TallyCounter
 from collections.abc import Sequence
 from typing import Any
@@ -13,24 +12,42 @@ from pydantic import TypeAdapter
 from ray import serve
 from ray.serve import metrics
 
-from deployments.stats import StatsReporter
+from deployments.stats import StatsReporter, config_digest
 from rerank_core.backends import LocalModelBackend, build_backend
-from rerank_core.config import BackendConfig
+from rerank_core.config import BackendConfig, ServingConfig
+from rerank_core.errors import BackendRateLimited
+from rerank_core.score_cache import ScoreCache, model_fingerprint
 from rerank_core.types import Scored
 
 log = logging.getLogger("ray.serve")
 
 _CONFIG = TypeAdapter(BackendConfig)
 
+#: Chunks of one request in the batch queue at once: one being scored and the next ready behind
+#: it keep the model busy, and a small request arriving meanwhile waits behind two chunks at most.
+CHUNKS_IN_FLIGHT = 2
+
+Pairs = list[tuple[str, str]]
+
+
+def _pair_count(chunks: list[Pairs]) -> int:
+    """``@serve.batch``'s size of a batch: its pairs, not its requests."""
+    return sum(len(chunk) for chunk in chunks)
+
 
 @serve.deployment
 class LocalModelDeployment:
     """Serves one cross-encoder or bi-encoder.
 
-    ``rerank`` splits a request into pairs and submits each to ``score_pair``, which ``@serve.batch``
-    gathers across concurrent requests; the backend's ``score_pairs`` then sorts each batch by token
-    length and cuts it under the token budget, so no forward pass outgrows GPU memory and padding
-    stays small. Batch size and wait come from ``user_config`` and change without a restart.
+    ``rerank`` expands a request into (query, text) pairs and answers those it has scored before
+    from the score cache. The rest go to ``score_chunk`` as one unit, or in chunks of at most
+    ``max_batch_size`` pairs (``CHUNKS_IN_FLIGHT`` at a time) when there are more; a request that
+    would take the replica past ``max_pending_pairs`` is refused at once instead
+    (``BackendRateLimited``: a fallback or a 429 at the router). ``@serve.batch`` gathers units of
+    many requests up to ``max_batch_size`` pairs; each batch is tokenized once on the backend's
+    tokenizer thread (``prepare``: sorted by length, cut under the token budget) while the previous
+    batch's forward passes run on the model's thread. Batch size and wait come from ``user_config``
+    and change without a restart.
     """
 
     def __init__(self, name: str, config: dict[str, Any]) -> None:
@@ -47,11 +64,20 @@ class LocalModelDeployment:
             raise TypeError(f"{name} is not a local model")
         self.backend: LocalModelBackend = backend
         self.torch_threads = threads
+        self.cache = ScoreCache(
+            model_fingerprint(backend.config), int(serving.score_cache_mib * 2**20)
+        )
         self._batch_sizes: TallyCounter[int] = TallyCounter()
+        #: Units (a request's pairs, or one chunk of them) that entered the batch queue.
+        self.units = 0
         #: ``rerank`` calls being answered now (their pairs queued or in a batch).
         self.in_flight = 0
-        #: Seconds spent in forward passes (with ``pairs``, the model's own pairs/s).
-        self.busy_s = 0.0
+        #: Pairs of those calls queued or in the model (``max_pending_pairs`` bounds it).
+        self.pending_pairs = 0
+        #: Requests refused for ``max_pending_pairs``.
+        self.refused = 0
+        self.max_batch_size = serving.max_batch_size
+        self.batch_wait_timeout_s = serving.batch_wait_timeout_s
         self._batch_size_metric = metrics.Histogram(
             "rerank_model_batch_pairs",
             description="Pairs scored in one batched call of a local model.",
@@ -59,8 +85,14 @@ class LocalModelDeployment:
             tag_keys=("model",),
         )
         self._batch_size_metric.set_default_tags({"model": name})
-        self.batch_settings: dict[str, float] = {}
+        self._cache_lookups = metrics.Counter(
+            "rerank_score_cache_lookups",
+            description="Pairs looked up in a local model's score cache, by result (hit, miss).",
+            tag_keys=("model", "result"),
+        )
+        self._cache_lookups.set_default_tags({"model": name})
         self.reporter = StatsReporter(name)
+        self.config_digest = config_digest(config)
         self.reconfigure(
             {
                 "max_batch_size": serving.max_batch_size,
@@ -74,27 +106,81 @@ class LocalModelDeployment:
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Apply batch settings from ``user_config`` (no restart)."""
         if "max_batch_size" in user_config:
-            self.batch_settings["max_batch_size"] = int(user_config["max_batch_size"])
-            self.score_pair.set_max_batch_size(int(user_config["max_batch_size"]))
+            self.max_batch_size = int(user_config["max_batch_size"])
+            self.score_chunk.set_max_batch_size(self.max_batch_size)
         if "batch_wait_timeout_s" in user_config:
-            self.batch_settings["batch_wait_timeout_s"] = float(user_config["batch_wait_timeout_s"])
-            self.score_pair.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
+            self.batch_wait_timeout_s = float(user_config["batch_wait_timeout_s"])
+            self.score_chunk.set_batch_wait_timeout_s(self.batch_wait_timeout_s)
         self.reporter.report(self.stats())
 
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
-    async def score_pair(self, pairs: list[tuple[str, str]]) -> list[float]:
-        """Raw scores of a batch of pairs gathered from many requests."""
+    # The configured sizes replace these at start (``reconfigure``); they are the config's defaults.
+    @serve.batch(
+        max_batch_size=ServingConfig.model_fields["max_batch_size"].default,
+        batch_wait_timeout_s=ServingConfig.model_fields["batch_wait_timeout_s"].default,
+        batch_size_fn=_pair_count,
+        max_concurrent_batches=2,
+    )
+    async def score_chunk(self, chunks: list[Pairs]) -> list[list[float]]:
+        """Raw scores of each chunk of pairs in a batch gathered from many requests. Two batches
+        run at once: one is tokenized while the other is in the model."""
+        pairs = [pair for chunk in chunks for pair in chunk]
         self._batch_sizes[len(pairs)] += 1
         self._batch_size_metric.observe(len(pairs))
-        started = time.perf_counter()
-        try:
-            return await self.backend.score_pairs_async(pairs)
-        finally:
-            self.busy_s += time.perf_counter() - started
-            self.reporter.report(self.stats())
+        raw = await self.backend.forward_async(await self.backend.prepare_async(pairs))
+        out: list[list[float]] = []
+        start = 0
+        for chunk in chunks:
+            out.append(raw[start : start + len(chunk)])
+            start += len(chunk)
+        return out
 
-    async def _score_many(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        return list(await asyncio.gather(*(self.score_pair(p) for p in pairs)))
+    async def _score_in_chunks(self, pairs: Pairs) -> list[float]:
+        bound = self.config.serving.max_pending_pairs
+        if bound is not None and self.pending_pairs and self.pending_pairs + len(pairs) > bound:
+            self.refused += 1
+            raise BackendRateLimited(
+                f"model {self.name} is overloaded: {self.pending_pairs} pairs pending, "
+                f"max_pending_pairs is {bound}",
+                backend=self.name,
+            )
+        self.pending_pairs += len(pairs)
+        try:
+            return await self._batched(pairs)
+        finally:
+            self.pending_pairs -= len(pairs)
+
+    async def _batched(self, pairs: Pairs) -> list[float]:
+        size = self.max_batch_size
+        chunks = [pairs[i : i + size] for i in range(0, len(pairs), size)]
+        self.units += len(chunks)
+        if len(chunks) == 1:
+            return await self.score_chunk(chunks[0])
+        window = asyncio.Semaphore(CHUNKS_IN_FLIGHT)
+
+        async def one(chunk: Pairs) -> list[float]:
+            async with window:
+                return await self.score_chunk(chunk)
+
+        scored = await asyncio.gather(*(one(chunk) for chunk in chunks))
+        return [score for chunk_scores in scored for score in chunk_scores]
+
+    async def _score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        """Raw scores of ``pairs``: from the cache where it holds them, the rest from the model
+        (each distinct missing pair scored once)."""
+        if not self.cache.max_entries:
+            return await self._score_in_chunks(list(pairs))
+        found, keys = self.cache.lookup(pairs)
+        missing = list({keys[i]: pairs[i] for i, s in enumerate(found) if s is None}.items())
+        hits = len(pairs) - sum(1 for s in found if s is None)
+        if hits:
+            self._cache_lookups.inc(hits, tags={"result": "hit"})
+        if not missing:
+            return [s for s in found if s is not None]
+        self._cache_lookups.inc(len(pairs) - hits, tags={"result": "miss"})
+        scored = await self._score_in_chunks([pair for _, pair in missing])
+        self.cache.store([key for key, _ in missing], scored)
+        fresh = {key: score for (key, _), score in zip(missing, scored, strict=True)}
+        return [fresh[key] if s is None else s for s, key in zip(found, keys, strict=True)]
 
     async def rerank(
         self,
@@ -107,23 +193,33 @@ class LocalModelDeployment:
         self.in_flight += 1
         try:
             return await self.backend.rerank_via(
-                self._score_many, query, documents, top_n, long_documents=long_documents
+                self._score, query, documents, top_n, long_documents=long_documents
             )
         finally:
             self.in_flight -= 1
+            # Every answered request, cache hits alone included, updates the replica's figures.
+            self.reporter.report(self.stats())
 
     def stats(self) -> dict[str, Any]:
-        """This replica's figures: batches seen so far, by size (``{"batches": n, "pairs": n,
-        "sizes": {size: count}}``), busy seconds, requests in flight, device and batch settings."""
+        """This replica's batching and cache statistics: batches by size in pairs (``{"batches":
+        n, "pairs": n, "sizes": {size: count}}``), units queued, current settings, cache hits and
+        misses."""
         return {
+            "config": self.config_digest,
             "device": self.backend.device,
             "torch_threads": self.torch_threads,
             "in_flight": self.in_flight,
-            "busy_s": round(self.busy_s, 3),
-            **self.batch_settings,
+            "pending_pairs": self.pending_pairs,
+            "refused": self.refused,
+            # Seconds in forward passes: with ``pairs``, the model's own pairs/s.
+            "busy_s": round(self.backend.forward_s, 3),
+            "max_batch_size": self.max_batch_size,
+            "batch_wait_timeout_s": self.batch_wait_timeout_s,
+            "units": self.units,
             "batches": sum(self._batch_sizes.values()),
             "pairs": sum(s * c for s, c in self._batch_sizes.items()),
             "sizes": {str(s): c for s, c in sorted(self._batch_sizes.items())},
+            "cache": self.cache.info(),
         }
 
     def device(self) -> str:

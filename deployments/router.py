@@ -27,7 +27,7 @@ from deployments.handles import UNREACHABLE, DeploymentBackend, DisabledBackend
 from deployments.http_errors import install_error_handlers, request_id
 from deployments.metrics import RouterMetrics
 from deployments.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from deployments.stats import merge_replica_stats, open_board
+from deployments.stats import config_digest, merge_replica_stats, open_board
 from rerank_core.backends import Backend, build_backend
 from rerank_core.config import LOCAL_TYPES, load_config
 from rerank_core.errors import BackendTimeout, RerankError
@@ -281,5 +281,7 @@ class Router:
         out: dict[str, Any] = {}
         for name, backend in self.backends.items():
             if isinstance(backend, DeploymentBackend):
-                out[name] = merge_replica_stats(await self.stats_board.snapshot.remote(name))
+                reports = await self.stats_board.snapshot.remote(name)
+                config = config_digest(self.service.backends[name].model_dump(mode="json"))
+                out[name] = merge_replica_stats(reports, config)
         return {"router": {"in_flight": self.in_flight}, "models": out}

@@ -5,11 +5,14 @@ Each model replica reports its own statistics to one small actor per application
 no CPU; detached, so it outlives any one replica and is reused by the next deploy of the
 application) after each batch, fire and forget, and on every health check, which Serve runs
 periodically. ``GET /v1/stats`` reads the board: a replica that stopped reporting for
-``STALE_AFTER_S`` (it died or was scaled down) is left out.
+``STALE_AFTER_S`` (it died or was scaled down) is left out, and so is one serving another
+configuration of the model than the router's (the old replicas of a redeploy, while they stop).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from typing import Any
@@ -44,6 +47,12 @@ class StatsBoard:
         }
         self.reports[model] = {r: self.reports[model][r] for r in fresh}
         return fresh
+
+
+def config_digest(config: dict[str, Any]) -> str:
+    """A short digest of a model's configuration, as the model deployment and the router both get
+    it (``cfg.model_dump(mode="json")``): which configuration a replica's figures belong to."""
+    return hashlib.blake2b(json.dumps(config, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
 def board_name() -> str:
@@ -81,12 +90,14 @@ class StatsReporter:
 
 
 #: Figures that add up over replicas; the others (device, settings) are each replica's own.
-SUMMED = ("in_flight", "busy_s", "batches", "pairs")
+SUMMED = ("in_flight", "pending_pairs", "refused", "busy_s", "units", "batches", "pairs")
 
 
-def merge_replica_stats(replicas: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """One model's figures: sums over its replicas, batch sizes merged, settings of the first
-    replica (they share one config), and every replica's own figures under ``replicas``."""
+def merge_replica_stats(reports: dict[str, dict[str, Any]], config: str) -> dict[str, Any]:
+    """One model's figures from its replicas' reports that carry the ``config`` digest: sums over
+    the replicas (counts, batch sizes, score-cache figures), settings of the first (they share one
+    config), and every replica's own figures under ``replicas``."""
+    replicas = {r: stats for r, stats in reports.items() if stats.get("config") == config}
     merged: dict[str, Any] = {}
     for stats in replicas.values():
         for key, value in stats.items():
@@ -98,5 +109,8 @@ def merge_replica_stats(replicas: dict[str, dict[str, Any]]) -> dict[str, Any]:
         for size, count in stats.get("sizes", {}).items():
             sizes[size] = sizes.get(size, 0) + count
     merged["sizes"] = dict(sorted(sizes.items(), key=lambda kv: int(kv[0])))
+    caches = [r["cache"] for r in replicas.values() if "cache" in r]
+    if caches:
+        merged["cache"] = {key: sum(c[key] for c in caches) for key in caches[0]}
     merged["replicas"] = replicas
     return merged

@@ -61,11 +61,20 @@ class ServingConfig(_Strict):
     #: Seconds the load must stay above (below) target before autoscaling adds (removes) replicas.
     upscale_delay_s: float = Field(30.0, ge=0)
     downscale_delay_s: float = Field(600.0, ge=0)
-    #: Requests one replica accepts at once; must be large enough for batching to fill.
+    #: Requests one replica works on at once (their pairs share the replica's batches).
     max_ongoing_requests: int = Field(64, ge=1)
-    #: Pairs collected by ``@serve.batch`` before a batch is cut.
+    #: Requests waiting for a replica beyond ``max_ongoing_requests``; past it the model refuses at
+    #: once (the route falls back, or the client gets 429). None: no bound.
+    max_queued_requests: int | None = Field(32, ge=1)
+    #: Pairs a replica holds at once, queued or in the model; a request that would take it past
+    #: this is refused at once, unless the replica holds none (so a large request still runs).
+    #: Bounds the wait in work, where ``max_queued_requests`` counts requests. None: no bound.
+    max_pending_pairs: int | None = Field(None, ge=1)
+    #: Pairs in one ``@serve.batch`` batch; a request with more pairs enters it in chunks of this size.
     max_batch_size: int = Field(64, ge=1)
     batch_wait_timeout_s: float = Field(0.005, ge=0)
+    #: Memory for the replica's cache of raw scores by (model, query, document); 0 turns it off.
+    score_cache_mib: float = Field(64.0, ge=0)
 
     @property
     def resolved_torch_threads(self) -> int:
@@ -76,6 +85,13 @@ class ServingConfig(_Strict):
     def _replicas_ordered(self) -> ServingConfig:
         if self.min_replicas > self.max_replicas:
             raise ValueError("min_replicas must not exceed max_replicas")
+        autoscaled = self.min_replicas != self.max_replicas
+        if autoscaled and self.target_ongoing_requests > self.max_ongoing_requests:
+            raise ValueError(
+                f"target_ongoing_requests ({self.target_ongoing_requests:g}) must not exceed "
+                f"max_ongoing_requests ({self.max_ongoing_requests}): a replica never holds more, "
+                "so the autoscaler would never see its target"
+            )
         return self
 
 
@@ -259,6 +275,9 @@ class RouterConfig(_Strict):
     resources: CustomResources = Field(default_factory=dict)
     num_replicas: int = Field(1, ge=1)
     max_ongoing_requests: int = Field(256, ge=1)
+    #: Requests waiting for a router replica beyond ``max_ongoing_requests``; past it Serve's proxy
+    #: answers 429. None: no bound.
+    max_queued_requests: int | None = Field(512, ge=1)
     #: Seconds a 429 answer's ``Retry-After`` tells the client to wait (rounded up to whole seconds).
     retry_after_s: float = Field(1.0, gt=0)
     #: Seconds ``/health`` waits for each model replica to answer before calling it unavailable.

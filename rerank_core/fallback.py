@@ -15,7 +15,12 @@ from dataclasses import dataclass
 
 from rerank_core.backends.base import Backend
 from rerank_core.config import BreakerConfig, RouteConfig
-from rerank_core.errors import AllBackendsFailed, BackendError, BackendTimeout
+from rerank_core.errors import (
+    AllBackendsFailed,
+    BackendError,
+    BackendRateLimited,
+    BackendTimeout,
+)
 from rerank_core.types import RankedResult, Scored, Skip
 
 log = logging.getLogger(__name__)
@@ -59,6 +64,11 @@ class CircuitBreaker:
         self._opened_at = None
         self._probing = False
 
+    def record_refusal(self) -> None:
+        """The backend refused for overload: it is up, so this neither counts as a failure nor
+        closes the breaker; a half-open probe may be let in again."""
+        self._probing = False
+
     def record_failure(self) -> None:
         self._probing = False
         self._failures += 1
@@ -81,8 +91,11 @@ class FallbackChain:
     """Try each member in order; the first answer wins.
 
     When all fail, ``last_resort`` decides: the original order with ``degraded=True``, or
-    ``AllBackendsFailed`` naming what failed. Breakers are shared per backend (pass the same
-    ``CircuitBreaker`` to every chain that uses a backend).
+    ``AllBackendsFailed`` naming what failed. When every backend refused for overload
+    (``BackendRateLimited``, e.g. a model's full queue), the chain raises that refusal instead, so
+    the caller is told to come back later rather than given a degraded answer; an overloaded backend
+    is routed around but does not count against its breaker. Breakers are shared per backend (pass
+    the same ``CircuitBreaker`` to every chain that uses a backend).
     """
 
     def __init__(
@@ -107,6 +120,7 @@ class FallbackChain:
         long_documents: str | None = None,
     ) -> RankedResult:
         skipped: list[Skip] = []
+        refusals: list[BackendRateLimited] = []
         for position, member in enumerate(self.members):
             name = member.backend.name
             if not member.breaker.allow():
@@ -118,7 +132,11 @@ class FallbackChain:
                 if not exc.retryable:
                     member.breaker.record_success()  # the backend is up; the request was the problem
                     raise
-                member.breaker.record_failure()
+                if isinstance(exc, BackendRateLimited):
+                    member.breaker.record_refusal()
+                    refusals.append(exc)
+                else:
+                    member.breaker.record_failure()
                 skipped.append(Skip(name, f"{exc.code}: {exc.message}"))
                 log.warning("backend %s failed (%s); trying the next", name, exc.code)
                 continue
@@ -126,6 +144,8 @@ class FallbackChain:
             return RankedResult(
                 results=results, backend=name, fallback=position > 0, skipped=skipped
             )
+        if refusals and len(refusals) == len(skipped):
+            raise refusals[-1]
         if not self.last_resort:
             raise AllBackendsFailed(
                 "every backend of this route failed: "

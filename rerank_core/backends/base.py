@@ -6,8 +6,10 @@ import abc
 import asyncio
 import math
 import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -25,6 +27,15 @@ _Model = TypeVar("_Model")
 
 #: An async scorer of (query, text) pairs returning raw scores in input order.
 PairScorer = Callable[[Sequence[tuple[str, str]]], Awaitable[list[float]]]
+
+
+@dataclass
+class PreparedPairs:
+    """Pairs made ready for the model by ``LocalModelBackend.prepare``: ``count`` pairs in
+    ``batches``, each (indices into the pairs, the model's input for them)."""
+
+    count: int
+    batches: list[tuple[list[int], Any]]
 
 
 class Backend(abc.ABC):
@@ -64,8 +75,15 @@ class LocalModelBackend(Backend):
 
     Subclasses load their model with ``load_model`` and implement ``score_pairs`` (raw scores, input
     order; ``run_batched`` does the shared sort-by-length batching under the token budget) and
-    ``to_relevance`` (raw into [0, 1]). ``score_pairs`` is what a Serve deployment calls with pairs
-    from many requests; it may be called from several threads at once, and runs one at a time.
+    ``to_relevance`` (raw into [0, 1]). ``score_pairs`` may be called from several threads at once,
+    and runs one at a time.
+
+    Scoring is two stages, so that a server can overlap them: ``prepare`` (tokenize each pair once,
+    sort by length, cut under the token budget, pad) on a thread of its own, and ``forward`` (the
+    model's passes) on the model's thread; ``score_pairs_async`` runs one after the other, and a
+    Serve deployment runs the ``prepare`` of one batch while the ``forward`` of the previous one
+    runs. By default ``prepare`` only wraps the pairs and ``forward`` calls ``score_pairs``; a
+    subclass that tokenizes overrides both (see ``token_pair_batches`` and ``forward_batches``).
 
     Long documents: "truncate" leaves them to the tokenizer, which cuts each pair to the model's
     max length; "window" scores overlapping character windows (``rerank_core.windows``) and keeps
@@ -94,6 +112,11 @@ class LocalModelBackend(Backend):
         # thread, and idle pools spin: passes spread over asyncio's default executor left several
         # pools spinning against each other and ran a 2-core CPU many times slower.
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-model")
+        # Tokenizing runs beside the forward pass (tokenizers release the GIL); it builds numpy
+        # arrays only, so this thread never starts an OpenMP pool of its own.
+        self._prepare_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-pre")
+        #: Seconds spent in ``forward`` through ``forward_async`` (the model's busy time).
+        self.forward_s = 0.0
 
     @abc.abstractmethod
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
@@ -158,11 +181,37 @@ class LocalModelBackend(Backend):
             self.score_pairs_async, query, documents, top_n, long_documents=long_documents
         )
 
-    async def score_pairs_async(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        """``score_pairs`` on the model's own thread, leaving the event loop free."""
+    def prepare(self, pairs: Sequence[tuple[str, str]]) -> PreparedPairs:
+        """The first stage of scoring ``pairs``. Blocking, and safe beside a running ``forward``."""
+        return PreparedPairs(len(pairs), [(list(range(len(pairs))), list(pairs))])
+
+    def forward(self, prepared: PreparedPairs) -> list[float]:
+        """The second stage: raw scores of the prepared pairs, in their input order. Blocking."""
+        return [s for _, pairs in prepared.batches for s in self.score_pairs(pairs)]
+
+    async def prepare_async(self, pairs: Sequence[tuple[str, str]]) -> PreparedPairs:
+        """``prepare`` on its own thread, leaving the event loop and the model's thread free."""
         return await asyncio.get_running_loop().run_in_executor(
-            self._model_thread, self.score_pairs, pairs
+            self._prepare_thread, self.prepare, pairs
         )
+
+    async def forward_async(self, prepared: PreparedPairs) -> list[float]:
+        """``forward`` on the model's own thread, leaving the event loop free; its time is added
+        to ``forward_s``."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._model_thread, self._timed_forward, prepared
+        )
+
+    def _timed_forward(self, prepared: PreparedPairs) -> list[float]:
+        started = time.perf_counter()
+        try:
+            return self.forward(prepared)
+        finally:
+            self.forward_s += time.perf_counter() - started
+
+    async def score_pairs_async(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        """Raw scores of ``pairs``: ``prepare`` then ``forward``, each on its own thread."""
+        return await self.forward_async(await self.prepare_async(pairs))
 
     async def health_check_async(self) -> None:
         """``health_check`` on the model's own thread."""
@@ -240,6 +289,54 @@ class LocalModelBackend(Backend):
             batches.append(batch)
         return batches
 
+    def token_pair_batches(
+        self, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[str, str]], max_length: int
+    ) -> PreparedPairs:
+        """``pairs`` tokenized once (truncated to ``max_length`` tokens, longest first), grouped
+        by ``length_batches`` under ``batch_size`` and ``max_tokens_per_batch``, each batch padded
+        to its longest pair as numpy arrays."""
+        if not pairs:
+            return PreparedPairs(0, [])
+        encoded = tokenizer(
+            [q for q, _ in pairs],
+            [d for _, d in pairs],
+            truncation="longest_first",
+            max_length=max_length,
+        )
+        lengths = [len(ids) for ids in encoded["input_ids"]]
+        batches = []
+        for batch in self.length_batches(
+            lengths, self.config.batch_size, self.config.max_tokens_per_batch
+        ):
+            columns = {key: [encoded[key][i] for i in batch] for key in encoded}
+            batches.append((batch, tokenizer.pad(columns, return_tensors="np")))
+        return PreparedPairs(len(pairs), batches)
+
+    def forward_batches(
+        self, prepared: PreparedPairs, run: Callable[[Any], Sequence[float]]
+    ) -> list[float]:
+        """``run`` over each prepared batch, one at a time under the model lock and
+        ``torch.inference_mode``; raw scores in input order. A runtime failure of the model (CUDA
+        out of memory, a device error) raises ``BackendUnavailable``."""
+        import torch
+
+        results = [0.0] * prepared.count
+        with self._lock, torch.inference_mode():
+            for batch, inputs in prepared.batches:
+                outputs = self._model_pass(run, inputs, len(batch))
+                for i, output in zip(batch, outputs, strict=True):
+                    results[i] = float(output)
+        return results
+
+    def _model_pass(self, run: Callable[[_Item], _Result], inputs: _Item, size: int) -> _Result:
+        try:
+            return run(inputs)
+        except RuntimeError as exc:
+            raise BackendUnavailable(
+                f"model {self.name} failed on a batch of {size}: {type(exc).__name__}: {exc}",
+                backend=self.name,
+            ) from exc
+
     def run_batched(
         self,
         items: Sequence[_Item],
@@ -258,14 +355,7 @@ class LocalModelBackend(Backend):
         )
         with self._lock, torch.inference_mode():
             for batch in batches:
-                try:
-                    outputs = run([items[i] for i in batch])
-                except RuntimeError as exc:
-                    raise BackendUnavailable(
-                        f"model {self.name} failed on a batch of {len(batch)}: "
-                        f"{type(exc).__name__}: {exc}",
-                        backend=self.name,
-                    ) from exc
+                outputs = self._model_pass(run, [items[i] for i in batch], len(batch))
                 for i, output in zip(batch, outputs, strict=True):
                     results[i] = output
         return cast("list[_Result]", results)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from rerank_core.backends.base import LocalModelBackend
+from rerank_core.backends.base import LocalModelBackend, PreparedPairs
 from rerank_core.config import ConfigError, CrossEncoderConfig, is_local_path
 from rerank_core.types import clamp01, sigmoid
 
 if TYPE_CHECKING:
-    import torch
+    import numpy as np
     from sentence_transformers import CrossEncoder
 
 
@@ -78,27 +78,23 @@ class CrossEncoderBackend(LocalModelBackend):
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         """Raw logits of ``pairs`` in input order, scored in length-sorted batches of at most
         ``batch_size`` pairs and ``max_tokens_per_batch`` padded tokens."""
-        if not pairs:
-            return []
-        items = [(query, document) for query, document in pairs]
-        lengths = self.token_lengths(
-            self.model.tokenizer, [q for q, _ in items], [d for _, d in items]
-        )
-        return self.run_batched(items, lengths, self._logits)
+        return self.forward(self.prepare(pairs))
 
-    def _logits(self, batch: list[tuple[str, str]]) -> list[float]:
+    def prepare(self, pairs: Sequence[tuple[str, str]]) -> PreparedPairs:
+        """Each pair tokenized once, cut into padded batches under the token budget."""
+        return self.token_pair_batches(self.model.tokenizer, pairs, self.model.max_seq_length)
+
+    def forward(self, prepared: PreparedPairs) -> list[float]:
+        """The model's raw logits for each prepared batch, in input order."""
+        return self.forward_batches(prepared, self._logits)
+
+    def _logits(self, features: Mapping[str, np.ndarray]) -> list[float]:
         import torch
 
-        logits: torch.Tensor = self.model.predict(
-            batch,
-            batch_size=len(batch),
-            activation_fn=torch.nn.Identity(),
-            convert_to_tensor=True,
-            show_progress_bar=False,
-        )
-        logits = logits.float()
+        inputs = {key: torch.from_numpy(value).to(self.device) for key, value in features.items()}
+        logits = self.model(inputs)["scores"].float()
         if logits.ndim == 2:
-            logits = logits[:, 1] - logits[:, 0]
+            logits = logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits[:, 0]
         return [float(x) for x in logits.cpu()]
 
     def to_relevance(self, raw: float) -> float:

@@ -19,11 +19,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rerank_client.client import AsyncRerankClient
-from rerank_core.errors import RerankError
+from rerank_core.errors import BackendRateLimited, RerankError
 from rerank_tools.evaluation.loaders import DatasetError, read_candidates
 from rerank_tools.latency import latency_summary
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+#: Seconds a worker waits after a refusal for overload before its next request.
+REFUSED_BACKOFF_S = 1.0
 
 
 def check_loopback(url: str) -> str:
@@ -87,6 +89,8 @@ class CellResult:
     error_types: dict[str, int] = field(default_factory=dict)
     #: What ended the cell: "duration" or "max_requests".
     stopped_by: str = "duration"
+    #: The slowest refusal for overload (429), milliseconds; 0 when none.
+    refused_max_ms: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "cell", **asdict(self)}
@@ -115,6 +119,7 @@ async def run_cell(
     docs = len(samples[0].documents)
     latencies: list[float] = []
     errors: Counter[str] = Counter()
+    refusals: list[float] = []
     sent = 0
 
     async with AsyncRerankClient(url, api_key, timeout_s, max_connections=concurrency) as client:
@@ -125,6 +130,11 @@ async def run_cell(
                 await client.rerank(
                     sample.query, sample.documents, top_n=top_n, model=model, return_documents=False
                 )
+            except BackendRateLimited as exc:
+                errors[exc.code] += 1
+                refusals.append(time.perf_counter() - started)
+                # As a client honouring the service's Retry-After (1 s by default) would.
+                await asyncio.sleep(REFUSED_BACKOFF_S)
             except RerankError as exc:
                 errors[exc.code] += 1
             else:
@@ -134,6 +144,7 @@ async def run_cell(
             await send(samples[i % len(samples)])
         latencies.clear()
         errors.clear()
+        refusals.clear()
 
         deadline = time.perf_counter() + duration_s
 
@@ -160,5 +171,6 @@ async def run_cell(
         pairs_per_s=ok * docs / elapsed,
         error_types=dict(errors),
         stopped_by="max_requests" if sent >= max_requests else "duration",
+        refused_max_ms=max(refusals, default=0.0) * 1000,
         **latency_summary(latencies),
     )

@@ -45,6 +45,21 @@ def test_serve_config_default_validates() -> None:
             "backends.x.bi_encoder.serving.resources",
         ),
         (minimal(router={"resources": {"head_node": 0}}), "router.resources.head_node"),
+        (
+            minimal(
+                backends={
+                    "x": {
+                        "type": "bi_encoder",
+                        "serving": {
+                            "max_replicas": 2,
+                            "target_ongoing_requests": 16,
+                            "max_ongoing_requests": 8,
+                        },
+                    }
+                }
+            ),
+            "target_ongoing_requests (16) must not exceed max_ongoing_requests (8)",
+        ),
     ],
 )
 def test_bad_field_is_named(data: dict, field: str) -> None:

@@ -184,3 +184,30 @@ async def test_backoff_grows_between_retries() -> None:
     chain = FallbackChain([member(flaky, retries=3, backoff_s=0.1)], sleep=record)
     result = await chain.rerank("q", DOCS)
     assert result.backend == "flaky" and slept == [0.1, 0.2, 0.4]
+
+
+async def test_every_backend_overloaded_is_a_rate_limit_not_a_degraded_answer() -> None:
+    busy = [ScriptedBackend(n, [BackendRateLimited(f"{n} is overloaded", backend=n)]) for n in "ab"]
+    chain = FallbackChain([member(b, retries=0) for b in busy], sleep=no_sleep)
+    with pytest.raises(BackendRateLimited, match="b is overloaded"):
+        await chain.rerank("q", DOCS)
+
+
+async def test_an_overloaded_backend_is_routed_around_without_opening_its_breaker() -> None:
+    breaker = CircuitBreaker(BreakerConfig(failures=1, reset_s=30), clock=FakeClock())
+    busy = ScriptedBackend("busy", [BackendRateLimited("full", backend="busy")] * 3)
+    chain = FallbackChain(
+        [member(busy, breaker, retries=0), member(ScriptedBackend("good"))], sleep=no_sleep
+    )
+    for _ in range(3):
+        result = await chain.rerank("q", DOCS)
+        assert result.backend == "good" and result.fallback and not result.degraded
+    assert breaker.state == "closed" and busy.calls == 3
+
+
+async def test_a_failure_besides_an_overload_still_gets_the_last_resort() -> None:
+    busy = ScriptedBackend("busy", [BackendRateLimited("full", backend="busy")])
+    down = ScriptedBackend("down", [BackendUnavailable("503", backend="down")])
+    chain = FallbackChain([member(busy, retries=0), member(down, retries=0)], sleep=no_sleep)
+    result = await chain.rerank("q", DOCS)
+    assert result.degraded and result.backend == LAST_RESORT

@@ -87,6 +87,8 @@ def serving(**over: Any) -> dict[str, Any]:
         "max_batch_size": 32,
         "batch_wait_timeout_s": 0.02,
         "max_ongoing_requests": 64,
+        # Off, so that every request's pairs reach the batcher and the batch statistics count them.
+        "score_cache_mib": 0,
     }
     base.update(over)
     return base
