@@ -104,8 +104,17 @@ class LocalModelConfig(_Strict):
     batch_size: int = Field(32, ge=1)
     #: Upper bound on (pairs x padded tokens) in one forward pass.
     max_tokens_per_batch: int = Field(16384, ge=64)
-    #: "auto": CUDA when present, else CPU.
+    #: "auto": CUDA when present (torch runtime), else CPU. The onnx and openvino runtimes run on CPU.
     device: str = "auto"
+    #: Inference engine: "torch", or the model exported once to ONNX Runtime or OpenVINO
+    #: (``rerank_core.backends.runtimes``; needs the ``onnx`` / ``openvino`` extra).
+    runtime: Literal["torch", "onnx", "openvino"] = "torch"
+    #: "int8": ONNX Runtime dynamic int8 quantization, or OpenVINO int8 weight compression.
+    #: Only with runtime onnx or openvino.
+    quantization: Literal["none", "int8"] = "none"
+    #: Where exports are cached. None: next to a local model directory when its parent is writable,
+    #: else ``~/.cache/rerank-service/exports``.
+    export_cache_dir: str | None = None
     #: Half precision on CUDA.
     fp16: bool = True
     #: Long documents: "truncate" to max_length, or "window": score overlapping windows, keep the best.
@@ -118,6 +127,16 @@ class LocalModelConfig(_Strict):
     def _overlap_below_window(self) -> LocalModelConfig:
         if self.window_overlap_chars >= self.window_chars:
             raise ValueError("window_overlap_chars must be less than window_chars")
+        return self
+
+    @model_validator(mode="after")
+    def _runtime_consistent(self) -> _LocalModelConfig:
+        if self.quantization != "none" and self.runtime == "torch":
+            raise ValueError(
+                f"quantization {self.quantization!r} needs runtime 'onnx' or 'openvino', not 'torch'"
+            )
+        if self.runtime != "torch" and self.device not in ("auto", "cpu"):
+            raise ValueError(f"runtime {self.runtime!r} runs on CPU: device must be 'auto' or 'cpu'")
         return self
 
 

@@ -229,7 +229,9 @@ class LocalModelBackend(Backend):
         import torch
 
         if requested == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
+            # The exported runtimes run on CPU; the configuration's comment says so.
+            on_cuda = torch.cuda.is_available() and self.config.runtime == "torch"
+            return "cuda" if on_cuda else "cpu"
         if requested.startswith("cuda") and not torch.cuda.is_available():
             raise BackendUnavailable(
                 f"{self.name}: device {requested!r} is configured but CUDA is not available",

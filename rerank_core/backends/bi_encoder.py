@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rerank_core.backends.base import LocalModelBackend
+from rerank_core.backends.runtimes import ExportedModel, load_runtime
 from rerank_core.config import PACKAGED_MINILM, BiEncoderConfig, ConfigError, is_local_path
 from rerank_core.types import clamp01
 
@@ -44,6 +45,9 @@ class BiEncoderBackend(LocalModelBackend):
     ``SentenceTransformer.encode`` sorts its input by character count and caps batches by count
     only, so texts go through the shared token-length batching instead (each ``encode`` call gets
     one batch already under ``batch_size`` and ``max_tokens_per_batch``).
+
+    With ``runtime`` onnx or openvino the whole pipeline (transformer, pooling, normalisation) runs
+    in that runtime on the model's export (``rerank_core.backends.runtimes``).
     """
 
     config: BiEncoderConfig
@@ -60,6 +64,10 @@ class BiEncoderBackend(LocalModelBackend):
         )
         if config.max_length is not None:
             self.model.max_seq_length = config.max_length
+        self.exported: ExportedModel | None = None
+        if config.runtime != "torch":
+            sample = ["a short text", "another, somewhat longer text"]
+            self.exported = load_runtime(name, self.model, source, config, "sentence_embedding", sample)
 
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         """Cosine of each pair's embeddings, in input order. Each distinct text (a request's one
@@ -77,6 +85,11 @@ class BiEncoderBackend(LocalModelBackend):
         return [float(c) for c in (queries * documents).sum(dim=-1)]
 
     def _embed(self, batch: list[str]) -> list[torch.Tensor]:
+        import torch
+
+        if self.exported is not None:
+            embeddings = self.exported(self.model.preprocess(batch)).float()
+            return list(torch.nn.functional.normalize(embeddings, dim=-1))
         embeddings = self.model.encode(
             batch,
             batch_size=len(batch),

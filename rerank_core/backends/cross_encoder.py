@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from rerank_core.backends.base import LocalModelBackend, PreparedPairs
+from rerank_core.backends.runtimes import ExportedModel, load_runtime
 from rerank_core.config import ConfigError, CrossEncoderConfig, is_local_path
 from rerank_core.types import clamp01, sigmoid
 
@@ -27,6 +28,9 @@ class CrossEncoderBackend(LocalModelBackend):
     - "model": the activation the model's configuration names. Sigmoid for a one-label model that
       names none or the identity (raw logits are not a relevance in [0, 1]), the softmax above for a
       two-label model, otherwise the named activation clamped into [0, 1].
+
+    With ``runtime`` onnx or openvino the forward pass runs in that runtime on the model's export
+    (``rerank_core.backends.runtimes``); tokenization, batching and activation stay the same.
     """
 
     config: CrossEncoderConfig
@@ -53,6 +57,10 @@ class CrossEncoderBackend(LocalModelBackend):
                 field="model",
             )
         self._relevance = self._relevance_function()
+        self.exported: ExportedModel | None = None
+        if config.runtime != "torch":
+            sample = [("a short query", "a short document"), ("another query", "a document")]
+            self.exported = load_runtime(name, self.model, config.model, config, "scores", sample)
 
     def _relevance_function(self) -> Callable[[float], float]:
         import torch
@@ -91,8 +99,12 @@ class CrossEncoderBackend(LocalModelBackend):
     def _logits(self, features: Mapping[str, np.ndarray]) -> list[float]:
         import torch
 
-        inputs = {key: torch.from_numpy(value).to(self.device) for key, value in features.items()}
-        logits = self.model(inputs)["scores"].float()
+        if self.exported is not None:
+            logits = self.exported({key: torch.from_numpy(value) for key, value in features.items()})
+        else:
+            inputs = {key: torch.from_numpy(value).to(self.device) for key, value in features.items()}
+            logits = self.model(inputs)["scores"]
+        logits = logits.float()
         if logits.ndim == 2:
             logits = logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits[:, 0]
         return [float(x) for x in logits.cpu()]
