@@ -21,6 +21,8 @@ from rerank_core.windows import best_per_document, expand_documents
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+    from rerank_core.backends.runtimes import ExportedModel
+
 _Item = TypeVar("_Item")
 _Result = TypeVar("_Result")
 _Model = TypeVar("_Model")
@@ -105,6 +107,8 @@ class LocalModelBackend(Backend):
                 field="model",
             )
         self.device = self._resolve_device(config.device)
+        #: The model's export in its onnx/openvino runtime; None with the torch runtime.
+        self.exported: ExportedModel | None = None
         # One forward pass at a time: tokenizers and CUDA streams are not safe to share between
         # threads, and a second concurrent batch would only double peak memory.
         self._lock = threading.Lock()

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rerank_core.backends.base import LocalModelBackend
-from rerank_core.backends.runtimes import ExportedModel, load_runtime
+from rerank_core.backends.runtimes import load_runtime
 from rerank_core.config import PACKAGED_MINILM, BiEncoderConfig, ConfigError, is_local_path
 from rerank_core.types import clamp01
 
@@ -64,7 +64,6 @@ class BiEncoderBackend(LocalModelBackend):
         )
         if config.max_length is not None:
             self.model.max_seq_length = config.max_length
-        self.exported: ExportedModel | None = None
         if config.runtime != "torch":
             sample = ["a short text", "another, somewhat longer text"]
             self.exported = load_runtime(name, self.model, source, config, "sentence_embedding", sample)

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from rerank_core.backends.base import LocalModelBackend, PreparedPairs
-from rerank_core.backends.runtimes import ExportedModel, load_runtime
+from rerank_core.backends.runtimes import load_runtime
 from rerank_core.config import ConfigError, CrossEncoderConfig, is_local_path
 from rerank_core.types import clamp01, sigmoid
 
@@ -57,7 +57,6 @@ class CrossEncoderBackend(LocalModelBackend):
                 field="model",
             )
         self._relevance = self._relevance_function()
-        self.exported: ExportedModel | None = None
         if config.runtime != "torch":
             sample = [("a short query", "a short document"), ("another query", "a document")]
             self.exported = load_runtime(name, self.model, config.model, config, "scores", sample)

@@ -1,0 +1,170 @@
+"""The onnx and openvino runtimes: the export cache, and scores that agree with torch.
+
+Real exports of the tiny cross-encoder and of the packaged all-MiniLM-L6-v2 bi-encoder, loaded by
+the real runtimes; every export goes to a temporary directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from rerank_core.backends import build_backend
+from rerank_core.backends.bi_encoder import BiEncoderBackend
+from rerank_core.backends.cross_encoder import CrossEncoderBackend
+from rerank_core.backends.runtimes import read_manifest
+from rerank_core.config import BiEncoderConfig, ConfigError, CrossEncoderConfig, load_config
+from tests.tiny_models import EXAMPLES
+
+RUNTIMES = [("onnx", "none"), ("onnx", "int8"), ("openvino", "none"), ("openvino", "int8")]
+PAIRS = [(e.query, doc) for e in EXAMPLES for doc in (e.relevant, *e.irrelevant)]
+
+
+def cross_encoder(model_dir: Path, **over: Any) -> CrossEncoderBackend:
+    backend = build_backend("tiny", CrossEncoderConfig(model=str(model_dir), **over))
+    assert isinstance(backend, CrossEncoderBackend)
+    return backend
+
+
+def per_query_order(scores: list[float]) -> list[list[int]]:
+    """Each example's documents, best first, as indices into that example's documents."""
+    orders, start = [], 0
+    for example in EXAMPLES:
+        n = 1 + len(example.irrelevant)
+        chunk = scores[start : start + n]
+        orders.append(sorted(range(n), key=lambda i: -chunk[i]))
+        start += n
+    return orders
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def torch_scores(tiny_model_dir: Path) -> list[float]:
+    return cross_encoder(tiny_model_dir).score_pairs(PAIRS)
+
+
+def test_int8_with_torch_is_refused_naming_the_fields() -> None:
+    backend = {"type": "cross_encoder", "model": "m", "quantization": "int8"}
+    with pytest.raises(ConfigError) as info:
+        load_config({"backends": {"ce": backend}})
+    assert "backends.ce" in info.value.message
+    assert "quantization 'int8' needs runtime 'onnx' or 'openvino'" in info.value.message
+
+
+def test_an_exported_runtime_on_cuda_is_refused() -> None:
+    backend = {"type": "bi_encoder", "runtime": "openvino", "device": "cuda"}
+    with pytest.raises(ConfigError, match="runtime 'openvino' runs on CPU: device must be"):
+        load_config({"backends": {"bi": backend}})
+
+
+def test_the_defaults_are_torch_without_quantization() -> None:
+    config = CrossEncoderConfig(model="m")
+    assert (config.runtime, config.quantization, config.export_cache_dir) == ("torch", "none", None)
+
+
+@pytest.mark.parametrize(("runtime", "quantization"), RUNTIMES)
+def test_each_runtime_ranks_the_tiny_model_as_torch_does(
+    tiny_model_dir: Path, tmp_path: Path, torch_scores: list[float], runtime: str, quantization: str
+) -> None:
+    backend = cross_encoder(
+        tiny_model_dir, runtime=runtime, quantization=quantization, export_cache_dir=str(tmp_path)
+    )
+    scores = backend.score_pairs(PAIRS)
+    assert per_query_order(scores) == per_query_order(torch_scores)
+    # fp32 runtimes reproduce torch's logits; int8 ones move them a little.
+    bound = 1e-4 if quantization == "none" else 0.25
+    assert max(abs(a - b) for a, b in zip(scores, torch_scores, strict=True)) < bound
+
+
+def test_the_export_is_built_once_then_reused_and_rebuilt_when_the_weights_change(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "tiny"
+    shutil.copytree(tiny_model_dir, source)
+
+    first = cross_encoder(source, runtime="onnx")
+    assert first.exported is not None
+    info = first.exported.info
+    # No export_cache_dir: the export lies beside the (writable) model directory.
+    assert info.directory == tmp_path / "tiny.exports" / "tiny-onnx-none"
+    assert info.built
+    manifest = read_manifest(info.directory)
+    assert manifest is not None and manifest["fingerprint"] == info.fingerprint
+    exported_file = sha256(info.model_file)
+
+    second = cross_encoder(source, runtime="onnx")
+    assert second.exported is not None
+    assert not second.exported.info.built
+    assert second.exported.info.fingerprint == info.fingerprint
+    assert sha256(info.model_file) == exported_file
+
+    # New weights under the same path: the stale export must not be served.
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(source / "model.safetensors")
+    weights["classifier.bias"] = weights["classifier.bias"] + 1.0
+    save_file(weights, source / "model.safetensors", metadata={"format": "pt"})
+
+    third = cross_encoder(source, runtime="onnx")
+    assert third.exported is not None
+    assert third.exported.info.built
+    assert third.exported.info.fingerprint != info.fingerprint
+    assert json.loads((info.directory / "export.json").read_text())["fingerprint"] == (
+        third.exported.info.fingerprint
+    )
+    assert sha256(info.model_file) != exported_file
+    expected = cross_encoder(source).score_pairs(PAIRS)
+    assert third.score_pairs(PAIRS) == pytest.approx(expected, abs=1e-4)
+
+
+def test_runtime_and_quantization_get_exports_of_their_own(tiny_model_dir: Path, tmp_path: Path) -> None:
+    plain = cross_encoder(tiny_model_dir, runtime="onnx", export_cache_dir=str(tmp_path))
+    int8 = cross_encoder(
+        tiny_model_dir, runtime="onnx", quantization="int8", export_cache_dir=str(tmp_path)
+    )
+    assert plain.exported is not None and int8.exported is not None
+    assert plain.exported.info.directory.parent == int8.exported.info.directory.parent == tmp_path
+    assert plain.exported.info.directory != int8.exported.info.directory
+    assert plain.exported.info.fingerprint != int8.exported.info.fingerprint
+
+
+@pytest.fixture(scope="module")
+def bi_torch_scores() -> list[float]:
+    backend = build_backend("minilm", BiEncoderConfig())
+    assert isinstance(backend, BiEncoderBackend)
+    return backend.score_pairs(PAIRS)
+
+
+@pytest.mark.parametrize(("runtime", "quantization"), RUNTIMES)
+def test_the_packaged_bi_encoder_ranks_as_torch_does(
+    tmp_path: Path, bi_torch_scores: list[float], runtime: str, quantization: str
+) -> None:
+    config = BiEncoderConfig(runtime=runtime, quantization=quantization, export_cache_dir=str(tmp_path))
+    backend = build_backend("minilm", config)
+    assert isinstance(backend, BiEncoderBackend)
+    scores = backend.score_pairs(PAIRS)
+    if quantization == "none":
+        assert per_query_order(scores) == per_query_order(bi_torch_scores)
+    else:
+        # int8 may swap two irrelevant documents whose cosines are close; the relevant one
+        # stays first, as with torch.
+        assert [order[0] for order in per_query_order(scores)] == [0] * len(EXAMPLES)
+        assert [order[0] for order in per_query_order(bi_torch_scores)] == [0] * len(EXAMPLES)
+    bound = 1e-4 if quantization == "none" else 0.05
+    assert max(abs(a - b) for a, b in zip(scores, bi_torch_scores, strict=True)) < bound
+
+
+def test_health_check_and_relevance_work_in_an_exported_runtime(tiny_model_dir: Path, tmp_path: Path) -> None:
+    backend = cross_encoder(tiny_model_dir, runtime="openvino", export_cache_dir=str(tmp_path))
+    backend.health_check()
+    raw = backend.score_pairs(PAIRS[:1])[0]
+    assert backend.to_relevance(raw) == pytest.approx(float(torch.sigmoid(torch.tensor(raw))))
