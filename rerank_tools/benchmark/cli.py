@@ -45,6 +45,7 @@ from rerank_tools.benchmark.loadgen import (
 )
 from rerank_tools.benchmark.naive_server import NaiveServer
 from rerank_tools.benchmark.plot import plot_sweep
+from rerank_tools.benchmark.runtimes import load_runtimes, measure_runtimes, runtime_labels
 from rerank_tools.evaluation.loaders import DatasetError
 
 Emit = Callable[[dict[str, Any]], None]
@@ -106,6 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--threads", type=int, default=os.cpu_count() or 1, help="torch threads (ceiling, naive)"
     )
+    runtimes = parser.add_argument_group("runtime sweep (in-process, same model and requests)")
+    runtimes.add_argument(
+        "--runtimes",
+        type=runtime_labels,
+        help="e.g. onnx,onnx-int8,openvino,openvino-int8 (torch is always measured as the baseline)",
+    )
+    runtimes.add_argument("--runtime-docs", type=int, default=100, help="documents per request")
+    runtimes.add_argument("--runtime-max-s", type=float, default=60.0, help="seconds for the sweep")
+    runtimes.add_argument("--export-cache-dir", type=Path, help="where exports go (default: as configured)")
     parser.add_argument("--output-dir", type=Path, help="default: ./runs/bench-<timestamp>/")
     return parser
 
@@ -242,17 +252,30 @@ def _measure_ceiling(
     return top, request_s
 
 
+def _runtime_sweep(args: argparse.Namespace, candidates: Path, emit: Emit) -> None:
+    """In-process pairs/s of each runtime on the same ``--runtime-docs`` requests, and its ratio to
+    torch's in the same run."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    samples = load_traffic(candidates, args.runtime_docs, args.samples, seed=args.seed)
+    backends = load_runtimes(args.model_dir, args.runtimes, args.export_cache_dir)
+    results = measure_runtimes(backends, [s.pairs for s in samples], args.runtime_max_s)
+    for measurement in results.values():
+        emit({**measurement.to_dict(results["torch"]), "docs_per_request": args.runtime_docs})
+
+
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser, stdout: TextIO) -> dict[str, Any]:
     """The whole benchmark; returns the summary record (also the last line written)."""
-    if not (args.url or args.naive or args.ceiling):
-        parser.error("nothing to measure: give --url, --naive and/or --ceiling")
+    if not (args.url or args.naive or args.ceiling or args.runtimes):
+        parser.error("nothing to measure: give --url, --naive, --ceiling and/or --runtimes")
     url = None
     if args.url:
         try:
             url = check_loopback(args.url)
         except ValueError as exc:
             parser.error(str(exc))
-    if (args.naive or args.ceiling) and not args.model_dir.is_dir():
+    if (args.naive or args.ceiling or args.runtimes) and not args.model_dir.is_dir():
         parser.error(f"--model-dir {args.model_dir} is not a directory")
     api_key = None
     if args.api_key_env:
@@ -282,6 +305,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, stdout: TextI
             }
         )
         traffic = {d: load_traffic(candidates, d, args.samples, seed=args.seed + d) for d in args.docs}
+        if args.runtimes:
+            _runtime_sweep(args, candidates, emit)
         ceiling, request_s = _measure_ceiling(args, traffic, emit) if args.ceiling else (None, None)
         ceiling_rate = ceiling.pairs_per_s if ceiling else None
         served: list[CellResult] = []

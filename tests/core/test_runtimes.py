@@ -128,9 +128,7 @@ def test_the_export_is_built_once_then_reused_and_rebuilt_when_the_weights_chang
 
 def test_runtime_and_quantization_get_exports_of_their_own(tiny_model_dir: Path, tmp_path: Path) -> None:
     plain = cross_encoder(tiny_model_dir, runtime="onnx", export_cache_dir=str(tmp_path))
-    int8 = cross_encoder(
-        tiny_model_dir, runtime="onnx", quantization="int8", export_cache_dir=str(tmp_path)
-    )
+    int8 = cross_encoder(tiny_model_dir, runtime="onnx", quantization="int8", export_cache_dir=str(tmp_path))
     assert plain.exported is not None and int8.exported is not None
     assert plain.exported.info.directory.parent == int8.exported.info.directory.parent == tmp_path
     assert plain.exported.info.directory != int8.exported.info.directory
