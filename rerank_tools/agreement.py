@@ -18,6 +18,7 @@ when every bound holds, 1 when one does not, 2 when the measurement cannot be ma
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -200,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
             "(build it with scripts/build_bench_cross_encoder.py)"
         )
     try:
-        result = measure(args)
+        # stdout carries the JSON result alone: what the export libraries print goes to stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            result = measure(args)
     except (DatasetError, RerankError) as exc:
         print(f"rerank-agreement: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
