@@ -6,7 +6,9 @@ cross-encoder (``--ceiling``) and a naive one-predict-per-request FastAPI server
 and stopped here). Every measurement is a JSON line on stdout and in ``results.jsonl``; the last
 line is a ``summary`` object. ``sweep.png`` plots throughput and latency against concurrency.
 Everything is bounded: each cell by ``--duration`` and ``--max-requests``, the run by
-``--max-total-s``.
+``--max-total-s``. ``--runtimes`` adds the in-process throughput of the same model in each listed
+runtime (onnx, onnx-int8, openvino, openvino-int8) with torch's in the same run
+(``rerank_core.benchmark.runtimes``).
 
 Example::
 
@@ -300,7 +302,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, stdout: TextI
                 "max_requests": args.max_requests,
                 "torch_threads": args.threads,
                 "cpu_count": os.cpu_count(),
-                "model_dir": str(args.model_dir) if (args.naive or args.ceiling) else None,
+                "model_dir": str(args.model_dir) if (args.naive or args.ceiling or args.runtimes) else None,
+                "runtimes": args.runtimes,
                 "candidates": str(candidates),
             }
         )
