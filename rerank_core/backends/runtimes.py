@@ -175,6 +175,11 @@ def ensure_export(
                 indent=2,
             )
         )
+        current = read_manifest(directory)
+        if current is not None and current.get("fingerprint") == wanted:
+            # Another replica finished the same export meanwhile: keep its copy, which it may be
+            # loading now.
+            return ExportInfo(directory, wanted, runtime, quantization, input_names, False, 0.0)
         if directory.exists():
             shutil.rmtree(directory)
         staging.rename(directory)
