@@ -335,14 +335,15 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, stdout: TextI
                 )
                 naive = _sweep(server.url, "naive", traffic, args, deadline, emit, ceiling_rate)
         emit(_comparison(served, naive, ceiling, request_s))
-        plot = plot_sweep([*served, *naive], out_dir / "sweep.png", ceiling_rate)
+        # A runtime-only run has no cells to plot.
+        plot = plot_sweep([*served, *naive], out_dir / "sweep.png", ceiling_rate) if served or naive else None
         summary = {
             "kind": "summary",
             "cells": len(served) + len(naive),
             "errors": sum(c.errors for c in [*served, *naive]),
             "torch_threads": args.threads,
             "results_file": str(out_dir / "results.jsonl"),
-            "plot": str(plot),
+            "plot": str(plot) if plot else None,
         }
         emit(summary)
     return summary
