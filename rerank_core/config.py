@@ -130,7 +130,7 @@ class LocalModelConfig(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _runtime_consistent(self) -> _LocalModelConfig:
+    def _runtime_consistent(self) -> LocalModelConfig:
         if self.quantization != "none" and self.runtime == "torch":
             raise ValueError(
                 f"quantization {self.quantization!r} needs runtime 'onnx' or 'openvino', not 'torch'"

@@ -5,7 +5,7 @@ same run on the same trec-dl20 candidates (``<data-dir>/trec-dl20``):
 
 - the packaged all-MiniLM-L6-v2 bi-encoder's nDCG@10, which must stay within ``--ndcg-bound``
   (0.005) of torch's;
-- the benchmark cross-encoder's (``scripts/build_bench_cross_encoder.py``) mean per-query Kendall
+- the benchmark cross-encoder's (``rerank-bench-model``) mean per-query Kendall
   tau-b of its scores against torch's, which must be at least ``--tau-bound`` (0.98), and the
   largest absolute difference of a raw score (reported, not bounded).
 
@@ -34,8 +34,8 @@ from rerank_core.backends.bi_encoder import BiEncoderBackend
 from rerank_core.backends.cross_encoder import CrossEncoderBackend
 from rerank_core.config import BiEncoderConfig, CrossEncoderConfig
 from rerank_core.errors import RerankError
-from rerank_core.evaluation.loaders import DatasetError, EvalQuery, load_named
-from rerank_core.evaluation.metrics import evaluate_run, relevance_threshold
+from rerank_tools.evaluation.loaders import DatasetError, EvalQuery, load_named
+from rerank_tools.evaluation.metrics import evaluate_run, relevance_threshold
 
 #: The reference every other runtime is compared with.
 REFERENCE = ("torch", "none")
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.bench_model_dir.is_dir():
         parser.error(
             f"--bench-model-dir {args.bench_model_dir} is not a directory "
-            "(build it with scripts/build_bench_cross_encoder.py)"
+            "(build it with rerank-bench-model)"
         )
     try:
         # stdout carries the JSON result alone: what the export libraries print goes to stderr.

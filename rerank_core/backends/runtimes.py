@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rerank_core.config import BiEncoderConfig, ConfigError, CrossEncoderConfig
+from rerank_core.config import ConfigError, LocalModelConfig
 from rerank_core.errors import BackendUnavailable
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def fingerprint(model: torch.nn.Module, runtime: str, quantization: str, output_
     return digest.hexdigest()
 
 
-def export_directory(name: str, source: str, config: CrossEncoderConfig | BiEncoderConfig) -> Path:
+def export_directory(name: str, source: str, config: LocalModelConfig) -> Path:
     """Where backend ``name``'s export for its runtime and quantization lives (see the module
     docstring for the order of places)."""
     local = Path(source)
@@ -306,7 +306,7 @@ def load_runtime(
     name: str,
     model: torch.nn.Module,
     source: str,
-    config: CrossEncoderConfig | BiEncoderConfig,
+    config: LocalModelConfig,
     output_key: str,
     sample_inputs: list[Any],
 ) -> ExportedModel:

@@ -8,7 +8,7 @@ line is a ``summary`` object. ``sweep.png`` plots throughput and latency against
 Everything is bounded: each cell by ``--duration`` and ``--max-requests``, the run by
 ``--max-total-s``. ``--runtimes`` adds the in-process throughput of the same model in each listed
 runtime (onnx, onnx-int8, openvino, openvino-int8) with torch's in the same run
-(``rerank_core.benchmark.runtimes``).
+(``rerank_tools.benchmark.runtimes``).
 
 Example::
 

@@ -20,7 +20,7 @@ from rerank_core.backends.bi_encoder import BiEncoderBackend
 from rerank_core.backends.cross_encoder import CrossEncoderBackend
 from rerank_core.backends.runtimes import read_manifest
 from rerank_core.config import BiEncoderConfig, ConfigError, CrossEncoderConfig, load_config
-from tests.tiny_models import EXAMPLES
+from rerank_tools.tiny_models import EXAMPLES
 
 RUNTIMES = [("onnx", "none"), ("onnx", "int8"), ("openvino", "none"), ("openvino", "int8")]
 PAIRS = [(e.query, doc) for e in EXAMPLES for doc in (e.relevant, *e.irrelevant)]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rerank_tools.agreement import kendall_tau_b, main
-from tests.tiny_models import EXAMPLES
+from rerank_tools.tiny_models import EXAMPLES
 
 
 def test_kendall_tau_b_counts_pairs_and_ties() -> None:
@@ -77,4 +77,4 @@ def test_agreement_reports_every_runtime_against_torch(
 def test_a_missing_bench_model_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["--bench-model-dir", str(tmp_path / "absent")])
-    assert "build it with scripts/build_bench_cross_encoder.py" in capsys.readouterr().err
+    assert "build it with rerank-bench-model" in capsys.readouterr().err

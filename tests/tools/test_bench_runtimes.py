@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rerank_core.benchmark import cli
-from tests.tiny_models import EXAMPLES
+from rerank_tools.benchmark import cli
+from rerank_tools.tiny_models import EXAMPLES
 
 
 def write_candidates(path: Path) -> Path:
