@@ -5,7 +5,7 @@
 
 Every local backend whose ``runtime`` is onnx or openvino is loaded once, which builds its export
 when the cache holds none for the current weights, runtime, quantization and library versions
-(``rerank_core.backends.runtimes``), and one status line per backend says whether it was built or
+(``rerank_core.backends.exports``), and one status line per backend says whether it was built or
 already up to date, and where it lies. Replicas started afterwards reuse the export. Exit status 1
 when any backend cannot be exported.
 """

@@ -1,260 +1,46 @@
-"""Optimized CPU runtimes: a local model exported once to ONNX Runtime or OpenVINO, int8 on request.
+"""Optimized CPU runtimes: a local model run by ONNX Runtime or OpenVINO on its cached export.
 
-The whole sentence-transformers pipeline (transformer, and pooling and normalisation for a
-bi-encoder) is traced from the loaded torch model into one ONNX graph with ``torch.onnx.export``,
-then, per configuration:
-
-- ``onnx`` / ``none``: that graph, run by ONNX Runtime;
-- ``onnx`` / ``int8``: the graph after ``onnxruntime.quantization.quantize_dynamic`` (int8
-  per-channel weights, activations quantized at run time; no calibration data);
-- ``openvino`` / ``none``: the graph converted to OpenVINO IR with fp32 weights;
-- ``openvino`` / ``int8``: that IR after ``nncf.compress_weights`` (int8 weights, fp32 activations).
+``load_runtime`` finds or builds the export (``rerank_core.backends.exports``) and loads it;
+``ExportedModel`` takes the model's preprocessed features and returns what the traced pipeline
+returns (a cross-encoder's scores, a bi-encoder's sentence embeddings). Only the chosen runtime's
+libraries are imported, and only when it is chosen.
 
 sentence-transformers' own ``backend="onnx"|"openvino"`` goes through Optimum, and no release of
 ``optimum-onnx`` (0.1.0: transformers<4.58) or ``optimum-intel`` (2.2.0: fails to import with
-transformers 5.24) works with the transformers 5 this project runs, so the export is done here with
-the runtimes' own libraries.
-
-An export is made once and cached on disk (``export_cache_dir``; else beside a local model directory
-whose parent is writable; else ``DEFAULT_EXPORT_CACHE``), keyed by a fingerprint of the model's
-weights and pipeline, the runtime, the quantization and the library versions. A replica whose
-fingerprint differs from the cached one's rebuilds the export before it serves: it never runs a
-stale one. Only the chosen runtime's libraries are imported, and only when it is chosen.
+transformers 5.24) works with the transformers 5 this project runs, so the export is done with the
+runtimes' own libraries.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
-import json
-import os
-import shutil
-import tempfile
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rerank_core.backends.exports import (
+    RUNTIME_PACKAGES,
+    ExportInfo,
+    distribution_version,
+    ensure_export,
+    export_directory,
+)
 from rerank_core.config import ConfigError, LocalModelConfig
 from rerank_core.errors import BackendUnavailable
 
 if TYPE_CHECKING:
     import torch
 
-#: Where exports go when neither ``export_cache_dir`` nor a writable model directory is given.
-DEFAULT_EXPORT_CACHE = Path.home() / ".cache" / "rerank-service" / "exports"
-#: Bumped whenever the export recipe changes, so every earlier export is rebuilt.
-EXPORT_FORMAT = 1
-#: The distributions whose versions enter the fingerprint, per runtime.
-RUNTIME_PACKAGES: dict[str, tuple[str, ...]] = {
-    "onnx": ("onnx", "onnxruntime"),
-    "openvino": ("onnx", "openvino", "nncf"),
-}
-_BASE_PACKAGES = ("torch", "transformers", "sentence-transformers")
 _EXTRA = {"onnx": "onnx", "openvino": "openvino"}
-_MANIFEST = "export.json"
-_MODEL_FILE = {"onnx": "model.onnx", "openvino": "model.xml"}
-
-
-@dataclass(frozen=True, slots=True)
-class ExportInfo:
-    """An export on disk: its directory, fingerprint, the inputs it takes, and whether this call
-    built it (False: a matching export was reused)."""
-
-    directory: Path
-    fingerprint: str
-    runtime: str
-    quantization: str
-    input_names: tuple[str, ...]
-    built: bool
-    seconds: float
-
-    @property
-    def model_file(self) -> Path:
-        """The file the runtime loads (``model.onnx`` or ``model.xml``)."""
-        return self.directory / _MODEL_FILE[self.runtime]
 
 
 def check_installed(name: str, runtime: str) -> None:
     """Raise ``ConfigError`` naming ``backends.<name>.runtime`` when ``runtime``'s libraries are
     missing."""
-    missing = [p for p in RUNTIME_PACKAGES[runtime] if not _version(p)]
+    missing = [p for p in RUNTIME_PACKAGES[runtime] if not distribution_version(p)]
     if missing:
         raise ConfigError(
             f"backends.{name}.runtime: {runtime!r} needs {', '.join(missing)} "
             f"(pip install 'rerank-service[{_EXTRA[runtime]}]')",
             field="runtime",
-        )
-
-
-def _version(distribution: str) -> str | None:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def fingerprint(model: torch.nn.Module, runtime: str, quantization: str, output_key: str) -> str:
-    """SHA-256 over what decides an export's content: the recipe version, runtime, quantization,
-    output, library versions, the pipeline's description and every weight and buffer."""
-    import torch
-
-    digest = hashlib.sha256()
-    versions = {p: _version(p) for p in (*_BASE_PACKAGES, *RUNTIME_PACKAGES[runtime])}
-    head = [EXPORT_FORMAT, runtime, quantization, output_key, versions, repr(model)]
-    digest.update(json.dumps(head, sort_keys=True).encode())
-    for key, tensor in sorted(model.state_dict().items()):
-        digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()
-
-
-def export_directory(name: str, source: str, config: LocalModelConfig) -> Path:
-    """Where backend ``name``'s export for its runtime and quantization lives (see the module
-    docstring for the order of places)."""
-    local = Path(source)
-    leaf = f"{local.name or 'model'}-{config.runtime}-{config.quantization}"
-    if config.export_cache_dir is not None:
-        root = Path(config.export_cache_dir)
-    elif local.is_dir() and not config.model.startswith("packaged:") and os.access(local.parent, os.W_OK):
-        root = local.parent / f"{local.name}.exports"
-    else:
-        root = DEFAULT_EXPORT_CACHE
-        # A shared cache: the source's full path keeps two models of one directory name apart.
-        where = str(local.resolve()) if local.is_dir() else source
-        leaf += "-" + hashlib.sha256(where.encode()).hexdigest()[:8]
-    return root / leaf
-
-
-def read_manifest(directory: Path) -> dict[str, Any] | None:
-    """The manifest of the export in ``directory``; None when there is none or it is unreadable."""
-    try:
-        manifest = json.loads((directory / _MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-    return manifest if isinstance(manifest, dict) else None
-
-
-def ensure_export(
-    model: torch.nn.Module,
-    sample: Mapping[str, Any],
-    output_key: str,
-    runtime: str,
-    quantization: str,
-    directory: Path,
-) -> ExportInfo:
-    """The export of ``model`` in ``directory``: reused when its manifest's fingerprint matches,
-    else built (``sample``: the model's preprocessed features for a small batch, which name the
-    inputs and trace the graph) into a temporary directory and moved into place."""
-    started = time.perf_counter()
-    wanted = fingerprint(model, runtime, quantization, output_key)
-    manifest = read_manifest(directory)
-    if (
-        manifest is not None
-        and manifest.get("fingerprint") == wanted
-        and (directory / _MODEL_FILE[runtime]).is_file()
-    ):
-        names = tuple(manifest["input_names"])
-        return ExportInfo(directory, wanted, runtime, quantization, names, False, 0.0)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=directory.parent, prefix=f".{directory.name}-") as tmp:
-        staging = Path(tmp) / "export"
-        staging.mkdir()
-        input_names = _build(model, sample, output_key, runtime, quantization, staging)
-        (staging / _MANIFEST).write_text(
-            json.dumps(
-                {
-                    "fingerprint": wanted,
-                    "runtime": runtime,
-                    "quantization": quantization,
-                    "output_key": output_key,
-                    "input_names": list(input_names),
-                    "format": EXPORT_FORMAT,
-                },
-                indent=2,
-            )
-        )
-        current = read_manifest(directory)
-        if current is not None and current.get("fingerprint") == wanted:
-            # Another replica finished the same export meanwhile: keep its copy, which it may be
-            # loading now.
-            return ExportInfo(directory, wanted, runtime, quantization, input_names, False, 0.0)
-        if directory.exists():
-            shutil.rmtree(directory)
-        staging.rename(directory)
-    seconds = time.perf_counter() - started
-    return ExportInfo(directory, wanted, runtime, quantization, input_names, True, seconds)
-
-
-def _build(
-    model: torch.nn.Module,
-    sample: Mapping[str, Any],
-    output_key: str,
-    runtime: str,
-    quantization: str,
-    out: Path,
-) -> tuple[str, ...]:
-    import torch
-
-    names = tuple(k for k, v in sample.items() if isinstance(v, torch.Tensor))
-    onnx_path = out / ("model.onnx" if runtime == "onnx" and quantization == "none" else "traced.onnx")
-    _trace_to_onnx(model, sample, names, output_key, onnx_path)
-    if runtime == "onnx" and quantization == "int8":
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        quantize_dynamic(onnx_path, out / "model.onnx", per_channel=True, weight_type=QuantType.QInt8)
-    elif runtime == "openvino":
-        import openvino
-
-        ov_model = openvino.convert_model(onnx_path)
-        if quantization == "int8":
-            import nncf
-
-            ov_model = nncf.compress_weights(ov_model, mode=nncf.CompressWeightsMode.INT8_ASYM)
-        openvino.save_model(ov_model, out / "model.xml", compress_to_fp16=False)
-    if onnx_path.name == "traced.onnx":
-        onnx_path.unlink()
-    return names
-
-
-def _positional(model: torch.nn.Module, names: tuple[str, ...], output_key: str) -> torch.nn.Module:
-    """The module ``torch.onnx.export`` traces: the pipeline with positional tensors in (named by
-    ``names``) and its ``output_key`` out."""
-    import torch
-
-    class Pipeline(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-            return self.model(dict(zip(names, tensors, strict=True)))[output_key]
-
-    return Pipeline().eval()
-
-
-def _trace_to_onnx(
-    model: torch.nn.Module,
-    sample: Mapping[str, Any],
-    names: tuple[str, ...],
-    output_key: str,
-    path: Path,
-) -> None:
-    import torch
-
-    axes: dict[str, dict[int, str]] = {n: {0: "batch", 1: "sequence"} for n in names}
-    axes["output"] = {0: "batch"}
-    with torch.inference_mode(False), torch.no_grad():
-        torch.onnx.export(
-            _positional(model, names, output_key),
-            tuple(sample[n] for n in names),
-            str(path),
-            input_names=list(names),
-            output_names=["output"],
-            dynamic_axes=axes,
-            opset_version=17,
-            dynamo=False,
         )
 
 

@@ -18,7 +18,7 @@ import torch
 from rerank_core.backends import build_backend
 from rerank_core.backends.bi_encoder import BiEncoderBackend
 from rerank_core.backends.cross_encoder import CrossEncoderBackend
-from rerank_core.backends.runtimes import read_manifest
+from rerank_core.backends.exports import read_manifest
 from rerank_core.config import BiEncoderConfig, ConfigError, CrossEncoderConfig, load_config
 from rerank_tools.tiny_models import EXAMPLES
 
