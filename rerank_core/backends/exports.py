@@ -97,16 +97,13 @@ def export_directory(name: str, source: str, config: LocalModelConfig) -> Path:
     docstring for the order of places)."""
     local = Path(source)
     leaf = f"{local.name or 'model'}-{config.runtime}-{config.quantization}"
-    if config.export_cache_dir is not None:
-        root = Path(config.export_cache_dir)
-    elif local.is_dir() and not config.model.startswith("packaged:") and os.access(local.parent, os.W_OK):
-        root = local.parent / f"{local.name}.exports"
-    else:
-        root = DEFAULT_EXPORT_CACHE
-        # A shared cache: the source's full path keeps two models of one directory name apart.
-        where = str(local.resolve()) if local.is_dir() else source
-        leaf += "-" + hashlib.sha256(where.encode()).hexdigest()[:8]
-    return root / leaf
+    beside = local.is_dir() and not config.model.startswith("packaged:") and os.access(local.parent, os.W_OK)
+    if config.export_cache_dir is None and beside:
+        return local.parent / f"{local.name}.exports" / leaf
+    # A cache shared by many models: the source's full path keeps two of one name apart.
+    where = str(local.resolve()) if local.is_dir() else source
+    leaf += "-" + hashlib.sha256(where.encode()).hexdigest()[:8]
+    return Path(config.export_cache_dir or DEFAULT_EXPORT_CACHE) / leaf
 
 
 def read_manifest(directory: Path) -> dict[str, Any] | None:
