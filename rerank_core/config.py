@@ -96,7 +96,7 @@ class ServingConfig(_Strict):
 
 
 class LocalModelConfig(_Strict):
-    """What every local model (cross-encoder, bi-encoder) is configured by."""
+    """What every local model (cross-encoder, bi-encoder, causal LM) is configured by."""
 
     #: Hugging Face id or local directory.
     model: str
@@ -164,6 +164,82 @@ class BiEncoderConfig(LocalModelConfig):
     model: str = PACKAGED_MINILM
 
 
+#: Prompt presets of known yes/no rerankers: the template (``{instruction}``, ``{query}`` and
+#: ``{document}`` are filled in), the default instruction, the answer tokens, and whether the
+#: tokenizer's BOS token starts the prompt. From the models' cards.
+CAUSAL_LM_PRESETS: dict[str, dict[str, Any]] = {
+    # Qwen/Qwen3-Reranker-0.6B, -4B, -8B.
+    "qwen3-reranker": {
+        "template": (
+            "<|im_start|>system\nJudge whether the Document meets the requirements based on the "
+            'Query and the Instruct provided. Note that the answer can only be "yes" or "no".'
+            "<|im_end|>\n<|im_start|>user\n<Instruct>: {instruction}\n<Query>: {query}\n"
+            "<Document>: {document}<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+        ),
+        "instruction": "Given a web search query, retrieve relevant passages that answer the query",
+        "yes_token": "yes",
+        "no_token": "no",
+        "prepend_bos": False,
+    },
+    # BAAI/bge-reranker-v2-gemma.
+    "bge-reranker-v2-gemma": {
+        "template": "A: {query}\nB: {document}\n{instruction}",
+        "instruction": (
+            "Given a query A and a passage B, determine whether the passage contains an answer to "
+            "the query by providing a prediction of either 'Yes' or 'No'."
+        ),
+        "yes_token": "Yes",
+        "no_token": "No",
+        "prepend_bos": True,
+    },
+}
+
+
+class CausalLMConfig(LocalModelConfig):
+    """A causal language model scoring a pair by its next-token "yes" against "no" after a prompt.
+
+    Either ``preset`` (a key of ``CAUSAL_LM_PRESETS``, whose values fill ``template``,
+    ``yes_token``, ``no_token``, ``prepend_bos`` and the default ``instruction``) or ``template``,
+    ``yes_token`` and ``no_token`` given explicitly; a preset's fields other than ``instruction``
+    cannot also be given.
+    """
+
+    type: Literal["causal_lm"] = "causal_lm"
+    preset: Literal["qwen3-reranker", "bge-reranker-v2-gemma"] | None = None
+    #: The prompt; ``{query}`` and ``{document}`` once each, ``{instruction}`` at most once.
+    template: str
+    instruction: str = ""
+    yes_token: str
+    no_token: str
+    #: Start the prompt with the tokenizer's BOS token.
+    prepend_bos: bool = False
+    #: Tokens of the whole prompt; only the document is cut to fit.
+    max_length: int = Field(512, ge=16)
+    #: Half-precision type on CUDA (with ``fp16`` set).
+    gpu_dtype: Literal["bfloat16", "float16"] = "bfloat16"
+    trust_remote_code: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("preset") is None:
+            return data
+        preset = CAUSAL_LM_PRESETS.get(data["preset"])
+        if preset is None:
+            return data  # the Literal check names the field
+        clash = sorted(k for k in preset if k != "instruction" and k in data)
+        if clash:
+            raise ValueError(f"preset {data['preset']!r} sets {clash}; drop them or the preset")
+        return {**preset, **data}
+
+    @model_validator(mode="after")
+    def _template_slots(self) -> CausalLMConfig:
+        for slot, allowed in (("{query}", (1,)), ("{document}", (1,)), ("{instruction}", (0, 1))):
+            if self.template.count(slot) not in allowed:
+                raise ValueError(f"template must hold {slot} {' or '.join(map(str, allowed))} time(s)")
+        return self
+
+
 class ApiConfig(_Strict):
     base_url: str | None = None
     #: Environment variable holding the key; ``api_key_file`` (a mounted secret) is read if set.
@@ -220,10 +296,16 @@ class LLMConfig(ApiConfig):
 
 
 BackendConfig = Annotated[
-    CrossEncoderConfig | BiEncoderConfig | CohereConfig | JinaConfig | VoyageConfig | LLMConfig,
+    CrossEncoderConfig
+    | BiEncoderConfig
+    | CausalLMConfig
+    | CohereConfig
+    | JinaConfig
+    | VoyageConfig
+    | LLMConfig,
     Field(discriminator="type"),
 ]
-LOCAL_TYPES = ("cross_encoder", "bi_encoder")
+LOCAL_TYPES = ("cross_encoder", "bi_encoder", "causal_lm")
 
 
 class BreakerConfig(_Strict):

@@ -53,3 +53,11 @@ def candidates(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_causal_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny yes/no Qwen3 (``tests/tiny_causal_lm.py``), built once per session."""
+    from tests.tiny_causal_lm import build_tiny_causal_lm
+
+    return build_tiny_causal_lm(tmp_path_factory.mktemp("models") / "tiny-causal-lm")

@@ -10,6 +10,7 @@ from rerank_core.config import BackendConfig
 _CLASSES: dict[str, tuple[str, str]] = {
     "cross_encoder": ("rerank_core.backends.cross_encoder", "CrossEncoderBackend"),
     "bi_encoder": ("rerank_core.backends.bi_encoder", "BiEncoderBackend"),
+    "causal_lm": ("rerank_core.backends.causal_lm", "CausalLMBackend"),
     "cohere": ("rerank_core.backends.cohere", "CohereBackend"),
     "jina": ("rerank_core.backends.jina", "JinaBackend"),
     "voyage": ("rerank_core.backends.voyage", "VoyageBackend"),

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from rerank_core.config import BiEncoderConfig, ConfigError, CrossEncoderConfig, is_local_path
+from rerank_core.config import (
+    BiEncoderConfig,
+    CausalLMConfig,
+    ConfigError,
+    CrossEncoderConfig,
+    is_local_path,
+)
 from rerank_core.errors import BackendUnavailable, InvalidRequest
 from rerank_core.types import Scored, top_n_of
 from rerank_core.windows import best_per_document, expand_documents
@@ -96,7 +102,9 @@ class LocalModelBackend(Backend):
     #: Where the model runs: "cpu", "cuda", "cuda:1", ...
     device: str
 
-    def __init__(self, name: str, config: CrossEncoderConfig | BiEncoderConfig) -> None:
+    def __init__(
+        self, name: str, config: CrossEncoderConfig | BiEncoderConfig | CausalLMConfig
+    ) -> None:
         self.name = name
         self.config = config
         # Checked here, where the replica runs, not where the application was built: on a
@@ -243,10 +251,11 @@ class LocalModelBackend(Backend):
             )
         return requested
 
-    def load_model(self, load: Callable[[], _Model]) -> _Model:
-        """Run ``load`` (which builds the model on ``self.device``), then set it to inference and
-        to half precision when the device is CUDA and ``fp16`` is set. A model that cannot be
-        found or read raises ``BackendUnavailable`` naming it."""
+    def load_model(self, load: Callable[[], _Model], *, half: bool = True) -> _Model:
+        """Run ``load`` (which builds the model on ``self.device``), then set it to inference and,
+        with ``half``, to float16 when the device is CUDA and ``fp16`` is set (``half`` False: the
+        loader chose the precision). A model that cannot be found or read raises
+        ``BackendUnavailable`` naming it."""
         try:
             model: Any = load()
         except (OSError, ValueError) as exc:
@@ -255,7 +264,7 @@ class LocalModelBackend(Backend):
                 backend=self.name,
                 field="model",
             ) from exc
-        if self.config.fp16 and self.device.startswith("cuda"):
+        if half and self.config.fp16 and self.device.startswith("cuda"):
             model.half()
         model.eval()
         return model

@@ -1,0 +1,124 @@
+"""A causal language model as a pointwise reranker: the prompt asks whether the document meets the
+query, and the next-token logits of the answer tokens give the score (Qwen3-Reranker,
+bge-reranker-v2-gemma and their kind)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from rerank_core.backends.base import LocalModelBackend
+from rerank_core.config import CausalLMConfig, ConfigError, is_local_path
+from rerank_core.errors import InvalidRequest
+from rerank_core.types import sigmoid
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+_SLOT = re.compile(r"\{(instruction|query)\}")
+
+
+class CausalLMBackend(LocalModelBackend):
+    """A ``transformers`` causal LM loaded from a Hugging Face id or a local directory.
+
+    Each pair becomes ``config.template`` with the instruction, query and document filled in.
+    Raw score: the logit of ``yes_token`` minus that of ``no_token`` at the prompt's last position;
+    relevance: P(yes) of the softmax over the two, which is the sigmoid of the raw score.
+
+    Only the document is truncated: the prompt around it (template, instruction, query) is kept
+    whole and the document's tokens are cut so that the prompt fits ``max_length``. A query too
+    long to leave room for any document is refused (``InvalidRequest``). Prompts are left-padded
+    (the answer is read at the last position) and batched by length under the token budget.
+    """
+
+    config: CausalLMConfig
+
+    def __init__(self, name: str, config: CausalLMConfig) -> None:
+        super().__init__(name, config)
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        local = is_local_path(config.model)
+        self.tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(
+            config.model, trust_remote_code=config.trust_remote_code, local_files_only=local
+        )
+        half = config.fp16 and self.device.startswith("cuda")
+        dtype = getattr(torch, config.gpu_dtype) if half else torch.float32
+        self.model: PreTrainedModel = self.load_model(
+            lambda: AutoModelForCausalLM.from_pretrained(
+                config.model,
+                dtype=dtype,
+                trust_remote_code=config.trust_remote_code,
+                local_files_only=local,
+            ).to(self.device),
+            half=False,
+        )
+        self.yes_id = self._token_id("yes_token", config.yes_token)
+        self.no_id = self._token_id("no_token", config.no_token)
+        pad = self.tokenizer.pad_token_id
+        self.pad_id: int = pad if pad is not None else self.tokenizer.eos_token_id or 0
+        head, tail = config.template.split("{document}")
+        self._head, self._tail_ids = head, self._encode(tail)
+        bos = self.tokenizer.bos_token_id
+        if config.prepend_bos and bos is None:
+            raise ConfigError(
+                f"backends.{name}.prepend_bos: the tokenizer of {config.model!r} has no BOS token",
+                field="prepend_bos",
+            )
+        self._bos: list[int] = [bos] if config.prepend_bos and bos is not None else []
+
+    def _token_id(self, field: str, token: str) -> int:
+        ids = self._encode(token)
+        if len(ids) != 1:
+            raise ConfigError(
+                f"backends.{self.name}.{field}: {token!r} is {len(ids)} tokens for the tokenizer "
+                f"of {self.config.model!r}; the answer must be exactly one token",
+                field=field,
+            )
+        return ids[0]
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def prompt_ids(self, query: str, document: str) -> list[int]:
+        """The token ids of one pair's prompt, the document cut so that it fits ``max_length``."""
+        values = {"instruction": self.config.instruction, "query": query}
+        head_ids = self._bos + self._encode(_SLOT.sub(lambda m: values[m.group(1)], self._head))
+        room = self.config.max_length - len(head_ids) - len(self._tail_ids)
+        if room < 1:
+            raise InvalidRequest(
+                f"the query leaves no room for a document in {self.name}'s prompt of at most "
+                f"{self.config.max_length} tokens",
+                field="query",
+            )
+        return head_ids + self._encode(document)[:room] + self._tail_ids
+
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        """Raw scores (yes minus no logit) of ``pairs`` in input order, in length-sorted batches
+        of at most ``batch_size`` prompts and ``max_tokens_per_batch`` padded tokens."""
+        if not pairs:
+            return []
+        prompts = [self.prompt_ids(query, document) for query, document in pairs]
+        return self.run_batched(prompts, [len(p) for p in prompts], self._yes_minus_no)
+
+    def _yes_minus_no(self, batch: list[list[int]]) -> list[float]:
+        import torch
+
+        width = max(len(ids) for ids in batch)
+        input_ids = torch.tensor([[self.pad_id] * (width - len(ids)) + ids for ids in batch])
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch])
+        # Positions count from each prompt's first real token, so padding does not shift them.
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        logits: torch.Tensor = self.model(
+            input_ids=input_ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            position_ids=positions.to(self.device),
+            logits_to_keep=1,
+        ).logits[:, -1, :]
+        raw = logits[:, self.yes_id].float() - logits[:, self.no_id].float()
+        return [float(x) for x in raw.cpu()]
+
+    def to_relevance(self, raw: float) -> float:
+        return sigmoid(raw)
