@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,3 +62,22 @@ def tiny_causal_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.tiny_causal_lm import build_tiny_causal_lm
 
     return build_tiny_causal_lm(tmp_path_factory.mktemp("models") / "tiny-causal-lm")
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(
+    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, Any], Path]:
+    """``rerank-train`` run once on ``tests/tiny_training.py``'s dataset from the inverted tiny
+    cross-encoder: the model directory, the report and the dataset's directory."""
+    import json
+
+    from rerank_tools.train.cli import main
+    from tests.tiny_training import inverted_cross_encoder, train_args, write_topic_dataset
+
+    root = tmp_path_factory.mktemp("train")
+    data = write_topic_dataset(root / "data")
+    start = inverted_cross_encoder(tiny_model_dir, root / "inverted")
+    out = root / "trained"
+    assert main(train_args(data, start, out)) == 0
+    return out, json.loads((out / "report.json").read_text()), data

@@ -43,7 +43,8 @@ def evaluate_run(
     shares with ``qrels`` (keys ``ndcg@10``, ``mrr@10``, ``recall@10`` ...); ``queries`` says how
     many queries were evaluated."""
     judged = {qid: docs for qid, docs in run.items() if qid in qrels}
-    qrel_rows = [Qrel(qid, docid, grade) for qid, docs in qrels.items() for docid, grade in docs.items()]
+    # Only the shared queries: ir-measures would count a judged query missing from the run as 0.
+    qrel_rows = [Qrel(qid, docid, grade) for qid in judged for docid, grade in qrels[qid].items()]
     scored = [
         ScoredDoc(qid, docid, float(len(docs) - rank))
         for qid, docs in judged.items()

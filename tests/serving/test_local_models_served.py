@@ -1,0 +1,76 @@
+"""A causal-LM reranker and a model trained by ``rerank-train``, each served by configuration alone
+in its own model deployment (a second application beside the shared one)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from rerank_core.backends import build_backend
+from rerank_core.config import CrossEncoderConfig
+from tests.serving.conftest import serving
+from tests.tiny_causal_lm import backend_config
+from tests.tiny_models import EXAMPLES
+
+pytestmark = pytest.mark.serve
+PREFIX = "/local-models"
+
+
+@pytest.fixture(scope="module")
+def url(
+    ray_serve: int, tiny_causal_lm_dir: Path, trained_tiny: tuple[Path, dict[str, Any], Path]
+) -> Iterator[str]:
+    from ray import serve
+
+    from deployments.app import build_app
+
+    trained_dir, _, _ = trained_tiny
+    lm = {**backend_config(tiny_causal_lm_dir), "serving": serving()}
+    lm.pop("device")
+    config = {
+        "backends": {
+            "lm": lm,
+            "trained": {"type": "cross_encoder", "model": str(trained_dir), "serving": serving()},
+        },
+        "routes": {"lm-then-trained": {"backends": ["lm", "trained"]}},
+        "router": {"num_cpus": 0.1},
+    }
+    serve.run(build_app({"service": config}), name="local-models", route_prefix=PREFIX)
+    try:
+        yield f"http://127.0.0.1:{ray_serve}{PREFIX}"
+    finally:
+        serve.delete("local-models")
+
+
+def rerank(url: str, model: str, query: str, documents: list[str]) -> dict[str, Any]:
+    response = requests.post(
+        url + "/rerank", json={"query": query, "documents": documents, "model": model}, timeout=120
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_the_causal_lm_ranks_the_relevant_document_first(url: str) -> None:
+    for ex in EXAMPLES:
+        docs = [*ex.irrelevant, ex.relevant]
+        body = rerank(url, "lm-then-trained", ex.query, docs)
+        assert body["backend"] == "lm" and not body["fallback"]
+        assert body["results"][0]["index"] == len(docs) - 1, ex.query
+        assert all(0.0 <= r["score"] <= 1.0 for r in body["results"])
+
+
+async def test_the_trained_model_answers_as_in_process(
+    url: str, trained_tiny: tuple[Path, dict[str, Any], Path]
+) -> None:
+    trained_dir, _, _ = trained_tiny
+    local = build_backend("trained", CrossEncoderConfig(model=str(trained_dir), device="cpu"))
+    ex = EXAMPLES[0]
+    docs = [*ex.irrelevant, ex.relevant]
+    body = rerank(url, "trained", ex.query, docs)
+    expected = await local.rerank(ex.query, docs)
+    assert [r["index"] for r in body["results"]] == [s.index for s in expected]
+    assert [r["score"] for r in body["results"]] == pytest.approx([s.score for s in expected], abs=1e-4)

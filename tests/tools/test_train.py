@@ -1,0 +1,71 @@
+"""``rerank-train`` end to end on a small constructed dataset, and its model through the
+cross-encoder backend."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rerank_core.backends import build_backend
+from rerank_core.config import CrossEncoderConfig
+from rerank_core.evaluation.loaders import load_candidates
+from rerank_core.evaluation.metrics import evaluate_run
+from rerank_tools.train.cli import main
+from tests.tiny_training import train_args, write_topic_dataset
+
+
+def test_training_beats_an_inverted_start_and_writes_a_loadable_model(
+    trained_tiny: tuple[Path, dict[str, Any], Path],
+) -> None:
+    model_dir, report, _ = trained_tiny
+    assert report["dev_ndcg@10_after"] > report["dev_ndcg@10_before"] + 0.2
+    assert report["steps"] > 0
+    assert json.loads((model_dir / "report.json").read_text()) == report
+    assert [s["stage"] for s in report["stages"]] == ["judgments"]
+
+
+async def test_the_cross_encoder_backend_scores_the_dev_queries_as_the_report_says(
+    trained_tiny: tuple[Path, dict[str, Any], Path],
+) -> None:
+    model_dir, report, data = trained_tiny
+    dataset = load_candidates(data / "candidates.jsonl", data / "qrels.txt")
+    dev = [q for q in dataset.queries if q.qid in report["dev_queries"]]
+    backend = build_backend("trained", CrossEncoderConfig(model=str(model_dir), device="cpu"))
+    run = {}
+    for q in dev:
+        ranked = await backend.rerank(q.query, [c.text for c in q.candidates])
+        run[q.qid] = [q.candidates[s.index].docid for s in ranked]
+    ndcg = evaluate_run(run, dataset.qrels, rel=1)["ndcg@10"]
+    assert ndcg == pytest.approx(report["dev_ndcg@10_after"], abs=1e-3)
+
+
+def test_distillation_from_the_beir_layout(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_topic_dataset(tmp_path / "data")
+    out = tmp_path / "distilled"
+    args = train_args(data, tiny_model_dir, out, "--recipe", "distil", "--distil-epochs", "1")
+    beir = ["--corpus", str(data / "corpus.jsonl"), "--queries", str(data / "queries.jsonl"),
+            "--run", str(data / "run.trec")]  # fmt: skip
+    args = args[2:] + beir  # the BEIR layout instead of --candidates
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    (stage,) = report["stages"]
+    assert stage["stage"] == "distil" and stage["steps"] > 0
+    assert stage["pairs"] == 12 * (8 + 20)  # 12 training queries: their 8 candidates + 20 others
+    assert (out / "config.json").is_file()
+
+
+def test_bad_usage_exits_2(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--qrels", str(tmp_path / "q"), "--output-dir", str(tmp_path / "o")])
+    assert info.value.code == 2
+
+
+def test_a_missing_file_exits_1(tmp_path: Path) -> None:
+    args = ["--candidates", str(tmp_path / "none.jsonl"), "--qrels", str(tmp_path / "q"),
+            "--output-dir", str(tmp_path / "o")]  # fmt: skip
+    assert main(args) == 1
