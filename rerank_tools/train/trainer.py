@@ -5,6 +5,7 @@ early, on a shared step and wall-clock budget."""
 from __future__ import annotations
 
 import copy
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -80,6 +81,7 @@ class DevTracker:
         """Evaluate, log, and keep the weights when they are the best so far; True when they are."""
         ndcg = self.evaluate(model)
         self.history.append({"stage": stage, "step": step, "dev_ndcg@10": round(ndcg, 4)})
+        print(f"rerank-train: {stage} step {step}: dev nDCG@10 {ndcg:.4f}", file=sys.stderr)
         if ndcg > self.best_ndcg:
             self.best_ndcg = ndcg
             self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
