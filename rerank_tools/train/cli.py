@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 from rerank_core.config import PACKAGED_MINILM
+from rerank_core.errors import RerankError
 from rerank_core.evaluation.loaders import DatasetError, EvalDataset, load_beir, load_candidates
 
 RECIPES = ("distil+judgments", "distil", "judgments")
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         from rerank_tools.train.pipeline import train
 
         report = train(dataset, args)
-    except (DatasetError, OSError, ValueError) as exc:
+    except (DatasetError, RerankError, OSError, ValueError) as exc:
         print(f"rerank-train: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     print(
