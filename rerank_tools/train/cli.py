@@ -29,7 +29,7 @@ from pathlib import Path
 
 from rerank_core.config import PACKAGED_MINILM
 from rerank_core.errors import RerankError
-from rerank_core.evaluation.loaders import DatasetError, EvalDataset, load_beir, load_candidates
+from rerank_tools.evaluation.loaders import DatasetError, EvalDataset, load_beir, load_candidates
 
 RECIPES = ("distil+judgments", "distil", "judgments")
 
@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--teacher", default=PACKAGED_MINILM, help="bi-encoder whose scores the distil stage learns"
     )
     recipe.add_argument("--teacher-scale", type=float, default=10.0, help="teacher cosine multiplier")
+    recipe.add_argument(
+        "--teacher-labels",
+        choices=("scaled", "per-query"),
+        default="scaled",
+        help="distil targets: the scaled cosine, or standardised within each query",
+    )
     recipe.add_argument(
         "--other-negatives", type=int, default=20, help="distil: other queries' candidates per query"
     )

@@ -7,7 +7,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from rerank_core.evaluation.loaders import EvalDataset, EvalQuery, Qrels
+from rerank_tools.evaluation.loaders import EvalDataset, EvalQuery, Qrels
 
 #: Scores (query, text) pairs: the teacher of the distillation stage.
 PairTeacher = Callable[[Sequence[tuple[str, str]]], list[float]]
@@ -43,18 +43,38 @@ def split_by_query(dataset: EvalDataset, dev_fraction: float, seed: int) -> Spli
 
 
 def distillation_pairs(
-    queries: Sequence[EvalQuery], teacher: PairTeacher, other_negatives: int, seed: int
+    queries: Sequence[EvalQuery],
+    teacher: PairTeacher,
+    other_negatives: int,
+    seed: int,
+    per_query: bool = False,
 ) -> list[Pair]:
     """Every candidate of every query labelled with the teacher's score, plus ``other_negatives``
-    candidates of other queries per query (easy negatives, also teacher-scored), shuffled."""
+    candidates of other queries per query (easy negatives, also teacher-scored), shuffled.
+
+    ``per_query``: each query's labels are standardised by the mean and standard deviation of the
+    teacher's scores on its own candidates, so the labels carry the order within a query and
+    nothing of the offset between queries."""
     rng = random.Random(seed)
     pool = [(q.qid, c.text) for q in queries for c in q.candidates]
     texts: list[tuple[str, str]] = []
+    spans: list[tuple[int, int, int]] = []  # per query: first pair, end of its own, end of all
     for q in queries:
+        start = len(texts)
         texts += [(q.query, c.text) for c in q.candidates]
+        own_end = len(texts)
         others = [text for qid, text in pool if qid != q.qid]
         texts += [(q.query, t) for t in rng.sample(others, min(other_negatives, len(others)))]
-    scores = teacher(texts)
+        spans.append((start, own_end, len(texts)))
+    scores = list(teacher(texts))
+    if per_query:
+        for start, own_end, end in spans:
+            own = scores[start:own_end]
+            if not own:
+                continue
+            mean = sum(own) / len(own)
+            std = (sum((x - mean) ** 2 for x in own) / len(own)) ** 0.5 or 1.0
+            scores[start:end] = [(x - mean) / std for x in scores[start:end]]
     pairs = [Pair(query, text, float(s)) for (query, text), s in zip(texts, scores, strict=True)]
     rng.shuffle(pairs)
     return pairs

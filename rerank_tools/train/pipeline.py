@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from rerank_core.backends.bi_encoder import resolve_model_source
-from rerank_core.evaluation.loaders import EvalDataset, EvalQuery
-from rerank_core.evaluation.metrics import relevance_threshold
+from rerank_tools.evaluation.loaders import EvalDataset, EvalQuery
+from rerank_tools.evaluation.metrics import relevance_threshold
 from rerank_tools.train.data import distillation_pairs, judged_pairs, split_by_query
 from rerank_tools.train.teacher import bi_encoder_teacher
 from rerank_tools.train.trainer import Budget, DevTracker, Stage, run_stage
@@ -34,7 +34,13 @@ def _stages(
         teacher = bi_encoder_teacher(
             resolve_model_source("teacher", args.teacher), device, args.teacher_scale, not args.no_progress
         )
-        pairs = distillation_pairs(train_queries, teacher, args.other_negatives, args.seed)
+        pairs = distillation_pairs(
+            train_queries,
+            teacher,
+            args.other_negatives,
+            args.seed,
+            per_query=args.teacher_labels == "per-query",
+        )
         stages.append(Stage("distil", pairs, "mse", args.distil_epochs, args.distil_lr))
     if args.recipe in ("distil+judgments", "judgments"):
         max_grade = max(rel for docs in dataset.qrels.values() for rel in docs.values())

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from transformers import TrainerCallback
 
-from rerank_core.evaluation.loaders import EvalQuery, Qrels, Run
-from rerank_core.evaluation.metrics import evaluate_run
+from rerank_tools.evaluation.loaders import EvalQuery, Qrels, Run
+from rerank_tools.evaluation.metrics import evaluate_run
 from rerank_tools.train.data import Pair
 
 if TYPE_CHECKING:

@@ -4,6 +4,7 @@ cross-encoder backend."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,10 @@ import pytest
 
 from rerank_core.backends import build_backend
 from rerank_core.config import CrossEncoderConfig
-from rerank_core.evaluation.loaders import load_candidates
-from rerank_core.evaluation.metrics import evaluate_run
+from rerank_tools.evaluation.loaders import load_candidates
+from rerank_tools.evaluation.metrics import evaluate_run
 from rerank_tools.train.cli import main
+from rerank_tools.train.data import distillation_pairs
 from tests.tiny_training import train_args, write_topic_dataset
 
 
@@ -69,3 +71,19 @@ def test_a_missing_file_exits_1(tmp_path: Path) -> None:
     args = ["--candidates", str(tmp_path / "none.jsonl"), "--qrels", str(tmp_path / "q"),
             "--output-dir", str(tmp_path / "o")]  # fmt: skip
     assert main(args) == 1
+
+
+def test_per_query_teacher_labels_carry_the_order_within_each_query(tmp_path: Path) -> None:
+    dataset = load_candidates(*(write_topic_dataset(tmp_path) / f for f in ("candidates.jsonl", "qrels.txt")))
+
+    def teacher(pairs: Sequence[tuple[str, str]]) -> list[float]:
+        return [100.0 * len(query) + len(text) for query, text in pairs]  # a per-query offset
+
+    pairs = distillation_pairs(dataset.queries, teacher, 3, seed=1, per_query=True)
+    for q in dataset.queries:
+        own = {c.text for c in q.candidates}
+        labels = [p.label for p in pairs if p.query == q.query and p.text in own]
+        assert sum(labels) / len(labels) == pytest.approx(0.0, abs=1e-9)
+        assert sum(x * x for x in labels) / len(labels) == pytest.approx(1.0)
+        ordered = sorted((p for p in pairs if p.query == q.query and p.text in own), key=lambda p: p.label)
+        assert [len(p.text) for p in ordered] == sorted(len(p.text) for p in ordered)
