@@ -5,7 +5,8 @@ Reads the layouts ``rerank-eval`` reads (candidates JSONL + TREC qrels, or BEIR 
 
 1. ``distil``: every candidate of every training query (plus candidates of other queries as easy
    negatives) labelled with the teacher's score (by default the packaged all-MiniLM-L6-v2
-   bi-encoder's cosine), regressed with MSE. Needs no judgments, so it uses all the candidates.
+   bi-encoder's cosine, standardised within each query), regressed with MSE. Needs no judgments,
+   so it uses all the candidates.
 2. ``judgments``: the judged candidates with graded labels and hard negatives drawn from the
    first-stage candidates; pointwise (binary cross-entropy) or listwise (LambdaLoss).
 
@@ -64,11 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument(
         "--teacher", default=PACKAGED_MINILM, help="bi-encoder whose scores the distil stage learns"
     )
-    recipe.add_argument("--teacher-scale", type=float, default=10.0, help="teacher cosine multiplier")
+    recipe.add_argument("--teacher-scale", type=float, default=10.0, help="scaled labels: cosine multiplier")
     recipe.add_argument(
         "--teacher-labels",
-        choices=("scaled", "per-query"),
-        default="scaled",
+        choices=("per-query", "scaled"),
+        default="per-query",
         help="distil targets: the scaled cosine, or standardised within each query",
     )
     recipe.add_argument(
