@@ -233,6 +233,12 @@ class CausalLMConfig(LocalModelConfig):
         return {**preset, **data}
 
     @model_validator(mode="after")
+    def _torch_only(self) -> CausalLMConfig:
+        if self.runtime != "torch":
+            raise ValueError(f"runtime {self.runtime!r}: a causal_lm backend runs on torch only")
+        return self
+
+    @model_validator(mode="after")
     def _template_slots(self) -> CausalLMConfig:
         for slot, allowed in (("{query}", (1,)), ("{document}", (1,)), ("{instruction}", (0, 1))):
             if self.template.count(slot) not in allowed:

@@ -86,6 +86,7 @@ def test_a_preset_fills_the_prompt_and_keeps_a_given_instruction() -> None:
         ({"preset": "no-such-model"}, "preset"),
         ({"template": "{query} only", "yes_token": "yes", "no_token": "no"}, "{document}"),
         ({"yes_token": "yes", "no_token": "no"}, "template"),
+        ({"preset": "qwen3-reranker", "runtime": "onnx"}, "runtime"),
     ],
 )
 def test_a_bad_entry_is_refused_naming_the_field(entry: dict[str, Any], field: str) -> None:
