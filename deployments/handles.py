@@ -14,6 +14,7 @@ from ray.serve.exceptions import (
 )
 from ray.serve.handle import DeploymentHandle
 
+from deployments.timing import record_model
 from rerank_core.backends import Backend
 from rerank_core.errors import BackendError, BackendRateLimited, BackendUnavailable
 from rerank_core.types import LongDocuments, Scored
@@ -23,7 +24,8 @@ UNREACHABLE = (RayActorError, ReplicaUnavailableError, DeploymentUnavailableErro
 
 
 class DeploymentBackend(Backend):
-    """A local model served by its own deployment, reached through its ``DeploymentHandle``.
+    """A local model served by its own deployment, reached through its ``DeploymentHandle``; the
+    model's timing of the request is added to the request's (``deployments.timing``).
 
     Ray's failures become the typed errors the chain understands: a full queue is a rate limit, a
     dead or missing replica is unavailable, and an error raised inside the model is unavailable too
@@ -43,7 +45,7 @@ class DeploymentBackend(Backend):
         long_documents: LongDocuments | None = None,
     ) -> list[Scored]:
         try:
-            return await self.handle.rerank.remote(query, list(documents), top_n, long_documents)
+            answer = await self.handle.rerank.remote(query, list(documents), top_n, long_documents)
         except BackPressureError:
             raise BackendRateLimited(f"model {self.name} is overloaded", backend=self.name) from None
         except RayTaskError as exc:
@@ -57,6 +59,8 @@ class DeploymentBackend(Backend):
             raise BackendUnavailable(
                 f"model {self.name} is unavailable ({type(exc).__name__})", backend=self.name
             ) from None
+        record_model(answer.timing)
+        return answer.scored
 
     async def device(self) -> str:
         """Where the model runs (a call that also proves a replica answers)."""

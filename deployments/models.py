@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import time
 from collections import Counter as TallyCounter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -13,11 +16,11 @@ from ray import serve
 from ray.serve import metrics
 
 from deployments.stats import StatsReporter, config_digest
+from deployments.timing import ModelAnswer, ModelTiming
 from rerank_core.backends import LocalModelBackend, build_backend
 from rerank_core.config import BackendConfig, ServingConfig
 from rerank_core.errors import BackendRateLimited
 from rerank_core.score_cache import ScoreCache, model_fingerprint
-from rerank_core.types import Scored
 
 log = logging.getLogger("ray.serve")
 
@@ -28,6 +31,15 @@ _CONFIG = TypeAdapter(BackendConfig)
 CHUNKS_IN_FLIGHT = 2
 
 Pairs = list[tuple[str, str]]
+
+
+@dataclass
+class ChunkScores:
+    """A chunk's raw scores, and when the batch that scored it started and ended."""
+
+    scores: list[float]
+    started: float
+    ended: float
 
 
 def _pair_count(chunks: list[Pairs]) -> int:
@@ -120,21 +132,24 @@ class LocalModelDeployment:
         batch_size_fn=_pair_count,
         max_concurrent_batches=2,
     )
-    async def score_chunk(self, chunks: list[Pairs]) -> list[list[float]]:
-        """Raw scores of each chunk of pairs in a batch gathered from many requests. Two batches
-        run at once: one is tokenized while the other is in the model."""
+    async def score_chunk(self, chunks: list[Pairs]) -> list[ChunkScores]:
+        """Raw scores of each chunk of pairs in a batch gathered from many requests, with when the
+        batch started and how long it took. Two batches run at once: one is tokenized while the
+        other is in the model."""
+        started = time.perf_counter()
         pairs = [pair for chunk in chunks for pair in chunk]
         self._batch_sizes[len(pairs)] += 1
         self._batch_size_metric.observe(len(pairs))
         raw = await self.backend.forward_async(await self.backend.prepare_async(pairs))
-        out: list[list[float]] = []
+        ended = time.perf_counter()
+        out: list[ChunkScores] = []
         start = 0
         for chunk in chunks:
-            out.append(raw[start : start + len(chunk)])
+            out.append(ChunkScores(raw[start : start + len(chunk)], started, ended))
             start += len(chunk)
         return out
 
-    async def _score_in_chunks(self, pairs: Pairs) -> list[float]:
+    async def _score_in_chunks(self, pairs: Pairs, timing: ModelTiming, arrived: float) -> list[float]:
         bound = self.config.serving.max_pending_pairs
         if bound is not None and self.pending_pairs and self.pending_pairs + len(pairs) > bound:
             self.refused += 1
@@ -145,39 +160,46 @@ class LocalModelDeployment:
             )
         self.pending_pairs += len(pairs)
         try:
-            return await self._batched(pairs)
+            chunks = await self._batched(pairs)
         finally:
             self.pending_pairs -= len(pairs)
+        first = min(c.started for c in chunks)
+        timing.queue_s += first - arrived
+        timing.model_s += max(c.ended for c in chunks) - first
+        timing.pairs += len(pairs)
+        return [score for chunk in chunks for score in chunk.scores]
 
-    async def _batched(self, pairs: Pairs) -> list[float]:
+    async def _batched(self, pairs: Pairs) -> list[ChunkScores]:
         size = self.max_batch_size
         chunks = [pairs[i : i + size] for i in range(0, len(pairs), size)]
         self.units += len(chunks)
         if len(chunks) == 1:
-            return await self.score_chunk(chunks[0])
+            return [await self.score_chunk(chunks[0])]
         window = asyncio.Semaphore(CHUNKS_IN_FLIGHT)
 
-        async def one(chunk: Pairs) -> list[float]:
+        async def one(chunk: Pairs) -> ChunkScores:
             async with window:
                 return await self.score_chunk(chunk)
 
-        scored = await asyncio.gather(*(one(chunk) for chunk in chunks))
-        return [score for chunk_scores in scored for score in chunk_scores]
+        return list(await asyncio.gather(*(one(chunk) for chunk in chunks)))
 
-    async def _score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+    async def _score(
+        self, pairs: Sequence[tuple[str, str]], timing: ModelTiming, arrived: float
+    ) -> list[float]:
         """Raw scores of ``pairs``: from the cache where it holds them, the rest from the model
         (each distinct missing pair scored once)."""
         if not self.cache.max_entries:
-            return await self._score_in_chunks(list(pairs))
+            return await self._score_in_chunks(list(pairs), timing, arrived)
         found, keys = self.cache.lookup(pairs)
         missing = list({keys[i]: pairs[i] for i, s in enumerate(found) if s is None}.items())
         hits = len(pairs) - sum(1 for s in found if s is None)
         if hits:
             self._cache_lookups.inc(hits, tags={"result": "hit"})
+        timing.cached += hits
         if not missing:
             return [s for s in found if s is not None]
         self._cache_lookups.inc(len(pairs) - hits, tags={"result": "miss"})
-        scored = await self._score_in_chunks([pair for _, pair in missing])
+        scored = await self._score_in_chunks([pair for _, pair in missing], timing, arrived)
         self.cache.store([key for key, _ in missing], scored)
         fresh = {key: score for (key, _), score in zip(missing, scored, strict=True)}
         return [fresh[key] if s is None else s for s, key in zip(found, keys, strict=True)]
@@ -188,13 +210,21 @@ class LocalModelDeployment:
         documents: Sequence[str],
         top_n: int | None = None,
         long_documents: str | None = None,
-    ) -> list[Scored]:
-        """Scored indices into ``documents``, best first, through the shared batches."""
+    ) -> ModelAnswer:
+        """Scored indices into ``documents``, best first, through the shared batches, and where
+        the request's time went in this replica."""
         self.in_flight += 1
+        timing = ModelTiming()
+        arrived = time.perf_counter()
         try:
-            return await self.backend.rerank_via(
-                self._score, query, documents, top_n, long_documents=long_documents
+            scored = await self.backend.rerank_via(
+                functools.partial(self._score, timing=timing, arrived=arrived),
+                query,
+                documents,
+                top_n,
+                long_documents=long_documents,
             )
+            return ModelAnswer(scored, timing)
         finally:
             self.in_flight -= 1
             # Every answered request, cache hits alone included, updates the replica's figures.

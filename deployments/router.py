@@ -13,11 +13,12 @@ handlers' annotations as types.)
 import asyncio
 import logging
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 import ray
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
@@ -28,6 +29,7 @@ from deployments.http_errors import install_error_handlers, request_id
 from deployments.metrics import RouterMetrics
 from deployments.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from deployments.stats import config_digest, merge_replica_stats, open_board
+from deployments.timing import start_request
 from rerank_core.backends import Backend, build_backend
 from rerank_core.config import LOCAL_TYPES, load_config
 from rerank_core.errors import BackendTimeout, RerankError
@@ -105,9 +107,13 @@ class Router:
             self.chains[route_name] = chain
         return route_name, chain
 
-    async def run(self, q: RerankQuery) -> tuple[str, RankedResult, float]:
-        """Answer ``q`` through its route's chain within the request deadline."""
+    async def run(
+        self, q: RerankQuery, headers: MutableMapping[str, str]
+    ) -> tuple[str, RankedResult, float]:
+        """Answer ``q`` through its route's chain within the request deadline; where its time went
+        goes into ``headers``."""
         start = time.perf_counter()
+        timing = start_request()
         limits = self.service.limits
         check_limits(q, limits)
         route_name, chain = self.chain_for(q.model)
@@ -129,7 +135,9 @@ class Router:
                 backend,
                 "".join(f"; skipped {s.backend} ({s.reason})" for s in result.skipped),
             )
-            return route_name, result, time.perf_counter() - start
+            latency = time.perf_counter() - start
+            headers.update(timing.headers(latency))
+            return route_name, result, latency
         except TimeoutError:
             status = "deadline"
             raise BackendTimeout(
@@ -151,10 +159,12 @@ class Router:
         response_model_exclude_none=True,
         dependencies=JSON_BODY,
     )
-    async def rerank(self, body: RerankRequest, request: Request) -> RerankResponse:
+    async def rerank(
+        self, body: RerankRequest, request: Request, response: Response
+    ) -> RerankResponse:
         """Rerank documents; the service's own request and answer."""
         q = from_service_request(body)
-        route_name, result, latency = await self.run(q)
+        route_name, result, latency = await self.run(q, response.headers)
         return RerankResponse.model_validate(
             {
                 "id": request_id(request),
@@ -179,7 +189,8 @@ class Router:
         )
 
     async def _cohere(self, q: RerankQuery, request: Request, version: str) -> JSONResponse:
-        route_name, result, _ = await self.run(q)
+        headers: dict[str, str] = {}
+        route_name, result, _ = await self.run(q, headers)
         body = CohereResponse.model_validate(
             {
                 "id": request_id(request),
@@ -198,11 +209,13 @@ class Router:
                 "usage": {"total_tokens": 0},
             }
         )
-        headers = {
-            "X-Rerank-Backend": result.backend,
-            "X-Rerank-Fallback": str(result.fallback).lower(),
-            "X-Rerank-Degraded": str(result.degraded).lower(),
-        }
+        headers.update(
+            {
+                "X-Rerank-Backend": result.backend,
+                "X-Rerank-Fallback": str(result.fallback).lower(),
+                "X-Rerank-Degraded": str(result.degraded).lower(),
+            }
+        )
         return JSONResponse(body.model_dump(exclude_none=True), headers=headers)
 
     @api.post("/v2/rerank", response_model=CohereResponse, dependencies=JSON_BODY)

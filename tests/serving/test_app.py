@@ -239,3 +239,17 @@ def test_one_request_id_per_request_honouring_the_callers(app: ServedApp) -> Non
         (rid,) = theirs.raw.headers.getlist("x-request-id")
         sent = theirs.json()
         assert rid and (sent.get("id") or sent["error"]["request_id"]) == rid, path
+
+
+def test_every_answer_says_where_its_time_went(app: ServedApp) -> None:
+    for path in ("/rerank", "/v2/rerank", "/v1/rerank"):
+        r = app.post(path, {"query": EX.query, "documents": DOCS, "model": "default"})
+        assert r.status_code == 200, r.text
+        h = r.headers
+        total, queue, model = (float(h[k]) for k in ("X-Total-Time", "X-Queue-Time", "X-Inference-Time"))
+        assert 0 < model < total and 0 <= queue < total, dict(h)
+        assert queue + model <= total
+        assert (h["X-Pairs"], h["X-Cached-Pairs"]) == (str(len(DOCS)), "0"), path
+    # An API backend's answer has no model time in it.
+    api = app.post("/rerank", {"query": "purr cat", "documents": DOCS, "model": "api"}).headers
+    assert (api["X-Pairs"], api["X-Inference-Time"]) == ("0", "0.0")

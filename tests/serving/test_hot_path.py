@@ -178,7 +178,10 @@ def test_a_repeated_request_is_answered_from_the_cache(hot: HotApp) -> None:
     assert middle["cache"]["misses"] - before["misses"] == len(DOCS)
     assert middle["cache"]["hits"] == before["hits"]
     with ThreadPoolExecutor(8) as pool:
-        repeats = list(pool.map(lambda _: hot.post(body).json(), range(8)))
+        answers = list(pool.map(lambda _: hot.post(body), range(8)))
+    repeats = [a.json() for a in answers]
+    # Each repeat says it was answered from the cache: no pair reached the model.
+    assert {(a.headers["X-Cached-Pairs"], a.headers["X-Pairs"]) for a in answers} == {(str(len(DOCS)), "0")}
     after = hot.stats("cached")
     assert after["cache"]["hits"] - middle["cache"]["hits"] == 8 * len(DOCS)
     assert after["cache"]["misses"] == middle["cache"]["misses"]
