@@ -29,15 +29,16 @@ def url(
     from deployments.app import build_app
 
     trained_dir, _, _ = trained_tiny
-    lm = {**backend_config(tiny_causal_lm_dir), "serving": serving()}
+    # Beside the shared app on the tests' 2-CPU Ray: small CPU shares, so both fit.
+    lm = {**backend_config(tiny_causal_lm_dir), "serving": serving(num_cpus=0.1)}
     lm.pop("device")
     config = {
         "backends": {
             "lm": lm,
-            "trained": {"type": "cross_encoder", "model": str(trained_dir), "serving": serving()},
+            "trained": {"type": "cross_encoder", "model": str(trained_dir), "serving": serving(num_cpus=0.1)},
         },
         "routes": {"lm-then-trained": {"backends": ["lm", "trained"]}},
-        "router": {"num_cpus": 0.1},
+        "router": {"num_cpus": 0.05},
     }
     serve.run(build_app({"service": config}), name="local-models", route_prefix=PREFIX)
     try:
