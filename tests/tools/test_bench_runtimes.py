@@ -9,27 +9,12 @@ from pathlib import Path
 import pytest
 
 from rerank_tools.benchmark import cli
-from rerank_tools.tiny_models import EXAMPLES
 
 
-def write_candidates(path: Path) -> Path:
-    rows = [
-        {
-            "qid": str(n),
-            "query": e.query,
-            "candidates": [
-                {"docid": f"{n}-{i}", "text": t} for i, t in enumerate([e.relevant, *e.irrelevant])
-            ],
-        }
-        for n, e in enumerate(EXAMPLES)
-    ]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def test_runtime_sweep_measures_each_runtime_against_torch(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_runtime_sweep_measures_each_runtime_against_torch(
+    tiny_model_dir: Path, candidates: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "bench"
-    candidates = write_candidates(tmp_path / "candidates.jsonl")
     argv = [
         *("--runtimes", "onnx-int8,openvino", "--model-dir", str(tiny_model_dir)),
         *("--candidates", str(candidates), "--runtime-docs", "4", "--samples", "6"),
