@@ -67,6 +67,10 @@ def open_board() -> ActorHandle:
         namespace=ray.get_runtime_context().namespace,
         get_if_exists=True,
         lifetime="detached",
+        # It may land on a node that is lost: Ray starts it again elsewhere and the calls made
+        # meanwhile wait for it (its figures come back with the replicas' next reports).
+        max_restarts=-1,
+        max_task_retries=-1,
     ).remote()
 
 
