@@ -39,6 +39,39 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's ephemeral port range, where every ``free_port()`` answer lands."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_port_block(count: int = 100, tries: int = 50, taken: frozenset[int] = frozenset()) -> int:
+    """The first port of ``count`` consecutive ports, all free now and all outside the ephemeral
+    range, so no port another component gets from ``free_port()`` can fall inside the block (Ray
+    refuses to start a node whose worker ports overlap another of its ports). ``taken``: block
+    starts already given to other nodes, which bind their ports only later."""
+    low, high = _ephemeral_range()
+    candidates = [b for b in range(10_000, 65_500 - count, count) if b + count <= low or b > high]
+    candidates = [b for b in candidates if b not in taken]
+    for base in random.sample(candidates, min(tries, len(candidates))):
+        sockets: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError(f"no block of {count} free ports outside {low}-{high}")
+
+
 def _ray_cli() -> str:
     """The ``ray`` command of the running interpreter's environment."""
     beside = Path(sys.executable).with_name("ray")
@@ -89,6 +122,7 @@ class LocalCluster:
     dashboard_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
     nodes: list[Node] = field(default_factory=list)
+    worker_blocks: list[int] = field(default_factory=list)
 
     @property
     def address(self) -> str:
@@ -113,7 +147,8 @@ class LocalCluster:
         }
 
     def _start(self, name: str, args: list[str], resources: dict[str, float], cpus: float) -> Node:
-        worker_base = random.randrange(20_000, 40_000, 100)
+        worker_base = free_port_block(100, taken=frozenset(self.worker_blocks))
+        self.worker_blocks.append(worker_base)
         log_path = self.temp_dir / f"{name}.log"
         command = [
             _ray_cli(), "start", "--block", "--disable-usage-stats",
