@@ -110,8 +110,12 @@ class LocalModelConfig(_Strict):
     #: (``rerank_core.backends.runtimes``; needs the ``onnx`` / ``openvino`` extra).
     runtime: Literal["torch", "onnx", "openvino"] = "torch"
     #: "int8": ONNX Runtime dynamic int8 quantization, or OpenVINO int8 weight compression.
-    #: Only with runtime onnx or openvino.
-    quantization: Literal["none", "int8"] = "none"
+    #: "int8-static" (openvino only): int8 weights and activations, the activations' ranges fixed
+    #: from calibration text (NNCF post-training quantization). Only with runtime onnx or openvino.
+    quantization: Literal["none", "int8", "int8-static"] = "none"
+    #: int8-static: JSON lines of ``{"query": ..., "documents": [...]}`` like your traffic; None:
+    #: the built-in set (``rerank_core.backends.calibration``).
+    calibration_file: str | None = None
     #: Where exports are cached. None: next to a local model directory when its parent is writable,
     #: else ``~/.cache/rerank-service/exports``.
     export_cache_dir: str | None = None
@@ -135,6 +139,10 @@ class LocalModelConfig(_Strict):
             raise ValueError(
                 f"quantization {self.quantization!r} needs runtime 'onnx' or 'openvino', not 'torch'"
             )
+        if self.quantization == "int8-static" and self.runtime != "openvino":
+            raise ValueError("quantization 'int8-static' needs runtime 'openvino'")
+        if self.calibration_file is not None and self.quantization != "int8-static":
+            raise ValueError("calibration_file is used only with quantization 'int8-static'")
         if self.runtime != "torch" and self.device not in ("auto", "cpu"):
             raise ValueError(f"runtime {self.runtime!r} runs on CPU: device must be 'auto' or 'cpu'")
         return self

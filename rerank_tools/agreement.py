@@ -1,7 +1,7 @@
 """``rerank-agreement``: how far each optimized runtime's scores are from torch fp32, on TREC DL20.
 
-For every runtime x quantization (onnx, openvino; none, int8), measured against torch fp32 in the
-same run on the same trec-dl20 candidates (``<data-dir>/trec-dl20``):
+For every runtime x quantization (onnx, openvino; none, int8; and openvino int8-static), measured
+against torch fp32 in the same run on the same trec-dl20 candidates (``<data-dir>/trec-dl20``):
 
 - the packaged all-MiniLM-L6-v2 bi-encoder's nDCG@10, which must stay within ``--ndcg-bound``
   (0.005) of torch's;
@@ -39,7 +39,13 @@ from rerank_tools.evaluation.metrics import evaluate_run, relevance_threshold
 
 #: The reference every other runtime is compared with.
 REFERENCE = ("torch", "none")
-RUNTIMES = (("onnx", "none"), ("onnx", "int8"), ("openvino", "none"), ("openvino", "int8"))
+RUNTIMES = (
+    ("onnx", "none"),
+    ("onnx", "int8"),
+    ("openvino", "none"),
+    ("openvino", "int8"),
+    ("openvino", "int8-static"),
+)
 
 
 def kendall_tau_b(a: Sequence[float], b: Sequence[float]) -> float:

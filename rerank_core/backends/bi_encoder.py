@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rerank_core.backends.base import LocalModelBackend
+from rerank_core.backends.calibration import calibration_pairs
 from rerank_core.backends.runtimes import load_runtime
 from rerank_core.config import PACKAGED_MINILM, BiEncoderConfig, ConfigError, is_local_path
 from rerank_core.types import clamp01
@@ -66,7 +67,12 @@ class BiEncoderBackend(LocalModelBackend):
             self.model.max_seq_length = config.max_length
         if config.runtime != "torch":
             sample = ["a short text", "another, somewhat longer text"]
-            self.exported = load_runtime(name, self.model, source, config, "sentence_embedding", sample)
+            # A bi-encoder embeds queries and passages alone: calibrate on both, interleaved.
+            texts = [t for pair in calibration_pairs(name, config.calibration_file) for t in pair]
+            calibration = list(dict.fromkeys(texts))
+            self.exported = load_runtime(
+                name, self.model, source, config, "sentence_embedding", sample, calibration
+            )
 
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         """Cosine of each pair's embeddings, in input order. Each distinct text (a request's one

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from rerank_core.backends.base import LocalModelBackend, PreparedPairs
+from rerank_core.backends.calibration import calibration_pairs
 from rerank_core.backends.runtimes import load_runtime
 from rerank_core.config import ConfigError, CrossEncoderConfig, is_local_path
 from rerank_core.types import clamp01, sigmoid
@@ -59,7 +60,10 @@ class CrossEncoderBackend(LocalModelBackend):
         self._relevance = self._relevance_function()
         if config.runtime != "torch":
             sample = [("a short query", "a short document"), ("another query", "a document")]
-            self.exported = load_runtime(name, self.model, config.model, config, "scores", sample)
+            calibration = calibration_pairs(name, config.calibration_file)
+            self.exported = load_runtime(
+                name, self.model, config.model, config, "scores", sample, calibration
+            )
 
     def _relevance_function(self) -> Callable[[float], float]:
         import torch

@@ -8,12 +8,16 @@ then, per configuration:
 - ``onnx`` / ``int8``: the graph after ``onnxruntime.quantization.quantize_dynamic`` (int8
   per-channel weights, activations quantized at run time; no calibration data);
 - ``openvino`` / ``none``: the graph converted to OpenVINO IR with fp32 weights;
-- ``openvino`` / ``int8``: that IR after ``nncf.compress_weights`` (int8 weights, fp32 activations).
+- ``openvino`` / ``int8``: that IR after ``nncf.compress_weights`` (int8 weights, fp32 activations);
+- ``openvino`` / ``int8-static``: that IR after ``nncf.quantize`` (int8 weights and activations,
+  each activation's range fixed from calibration batches; the transformer preset of NNCF's
+  post-training quantization, as optimum-intel's static quantization uses).
 
 An export lies in ``export_cache_dir``; else beside a local model directory whose parent is
 writable; else in ``DEFAULT_EXPORT_CACHE``. Its manifest holds a fingerprint of the model's weights
-and pipeline, the runtime, the quantization and the library versions; an export whose fingerprint
-differs from the loaded model's is rebuilt before it is used, so a replica never runs a stale one.
+and pipeline, the runtime, the quantization (with a digest of the calibration batches) and the
+library versions; an export whose fingerprint differs from the loaded model's is rebuilt before it
+is used, so a replica never runs a stale one.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -115,6 +119,18 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
     return manifest if isinstance(manifest, dict) else None
 
 
+def calibration_digest(batches: Sequence[Mapping[str, Any]]) -> str:
+    """A digest of calibration batches (each the model's preprocessed features)."""
+    digest = hashlib.sha256()
+    for batch in batches:
+        for key in sorted(batch):
+            value = batch[key]
+            if hasattr(value, "detach"):  # the model's tensors; preprocess may add other entries
+                digest.update(key.encode())
+                digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def ensure_export(
     model: torch.nn.Module,
     sample: Mapping[str, Any],
@@ -122,12 +138,20 @@ def ensure_export(
     runtime: str,
     quantization: str,
     directory: Path,
+    calibration: Sequence[Mapping[str, Any]] = (),
 ) -> ExportInfo:
     """The export of ``model`` in ``directory``: reused when its manifest's fingerprint matches,
     else built (``sample``: the model's preprocessed features for a small batch, which name the
-    inputs and trace the graph) into a temporary directory and moved into place."""
+    inputs and trace the graph) into a temporary directory and moved into place.
+    ``calibration``: preprocessed batches for ``int8-static``, whose digest enters the fingerprint
+    (other calibration text, another export)."""
     started = time.perf_counter()
-    wanted = fingerprint(model, runtime, quantization, output_key)
+    recipe = quantization
+    if quantization == "int8-static":
+        if not calibration:
+            raise ValueError("int8-static quantization needs calibration batches")
+        recipe += ":" + calibration_digest(calibration)
+    wanted = fingerprint(model, runtime, recipe, output_key)
     manifest = read_manifest(directory)
     if (
         manifest is not None
@@ -140,7 +164,7 @@ def ensure_export(
     with tempfile.TemporaryDirectory(dir=directory.parent, prefix=f".{directory.name}-") as tmp:
         staging = Path(tmp) / "export"
         staging.mkdir()
-        input_names = _build(model, sample, output_key, runtime, quantization, staging)
+        input_names = _build(model, sample, output_key, runtime, quantization, staging, calibration)
         (staging / _MANIFEST).write_text(
             json.dumps(
                 {
@@ -173,6 +197,7 @@ def _build(
     runtime: str,
     quantization: str,
     out: Path,
+    calibration: Sequence[Mapping[str, Any]] = (),
 ) -> tuple[str, ...]:
     import torch
 
@@ -191,6 +216,16 @@ def _build(
             import nncf
 
             ov_model = nncf.compress_weights(ov_model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+        elif quantization == "int8-static":
+            import nncf
+
+            feeds = [{n: batch[n].detach().cpu().numpy() for n in names} for batch in calibration]
+            ov_model = nncf.quantize(
+                ov_model,
+                nncf.Dataset(feeds),
+                model_type=nncf.ModelType.TRANSFORMER,
+                subset_size=len(feeds),
+            )
         openvino.save_model(ov_model, out / "model.xml", compress_to_fp16=False)
     if onnx_path.name == "traced.onnx":
         onnx_path.unlink()

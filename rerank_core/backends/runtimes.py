@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     import torch
 
 _EXTRA = {"onnx": "onnx", "openvino": "openvino"}
+#: Inputs per calibration batch of ``int8-static``: batches of mixed lengths, as traffic pads them.
+CALIBRATION_BATCH = 8
 
 
 def check_installed(name: str, runtime: str) -> None:
@@ -95,18 +97,28 @@ def load_runtime(
     config: LocalModelConfig,
     output_key: str,
     sample_inputs: list[Any],
+    calibration_inputs: list[Any] | None = None,
 ) -> ExportedModel:
     """Backend ``name``'s model in its configured runtime, exported first when no current export
     is cached. ``model``: the loaded sentence-transformers model (on CPU); ``source``: the
     directory or id it was loaded from; ``sample_inputs``: a small batch of the model's inputs
-    (texts or pairs) to trace with."""
+    (texts or pairs) to trace with; ``calibration_inputs``: inputs like the traffic, for
+    ``int8-static`` (batched by ``CALIBRATION_BATCH``)."""
     import torch
 
     check_installed(name, config.runtime)
     sample = model.preprocess(sample_inputs)
+    calibration = []
+    if config.quantization == "int8-static" and calibration_inputs:
+        calibration = [
+            model.preprocess(calibration_inputs[i : i + CALIBRATION_BATCH])
+            for i in range(0, len(calibration_inputs), CALIBRATION_BATCH)
+        ]
     directory = export_directory(name, source, config)
     try:
-        info = ensure_export(model, sample, output_key, config.runtime, config.quantization, directory)
+        info = ensure_export(
+            model, sample, output_key, config.runtime, config.quantization, directory, calibration
+        )
         return ExportedModel(info, torch.get_num_threads())
     except (OSError, RuntimeError, ValueError) as exc:
         raise BackendUnavailable(

@@ -22,13 +22,14 @@ from rerank_core.config import CrossEncoderConfig
 
 Pair = tuple[str, str]
 
-#: Labels ``--runtimes`` accepts: runtime, or runtime-int8.
+#: Labels ``--runtimes`` accepts: runtime, runtime-int8, or openvino-int8-static.
 RUNTIME_LABELS = {
     "torch": ("torch", "none"),
     "onnx": ("onnx", "none"),
     "onnx-int8": ("onnx", "int8"),
     "openvino": ("openvino", "none"),
     "openvino-int8": ("openvino", "int8"),
+    "openvino-int8-static": ("openvino", "int8-static"),
 }
 
 

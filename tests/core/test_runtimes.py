@@ -14,15 +14,23 @@ from typing import Any
 
 import pytest
 import torch
+from pydantic import ValidationError
 
 from rerank_core.backends import build_backend
 from rerank_core.backends.bi_encoder import BiEncoderBackend
+from rerank_core.backends.calibration import calibration_pairs
 from rerank_core.backends.cross_encoder import CrossEncoderBackend
 from rerank_core.backends.exports import read_manifest
 from rerank_core.config import BiEncoderConfig, ConfigError, CrossEncoderConfig, load_config
 from rerank_tools.tiny_models import EXAMPLES
 
-RUNTIMES = [("onnx", "none"), ("onnx", "int8"), ("openvino", "none"), ("openvino", "int8")]
+RUNTIMES = [
+    ("onnx", "none"),
+    ("onnx", "int8"),
+    ("openvino", "none"),
+    ("openvino", "int8"),
+    ("openvino", "int8-static"),
+]
 PAIRS = [(e.query, doc) for e in EXAMPLES for doc in (e.relevant, *e.irrelevant)]
 
 
@@ -75,8 +83,13 @@ def test_the_defaults_are_torch_without_quantization() -> None:
 def test_each_runtime_ranks_the_tiny_model_as_torch_does(
     tiny_model_dir: Path, tmp_path: Path, torch_scores: list[float], runtime: str, quantization: str
 ) -> None:
+    over: dict[str, Any] = {}
+    if quantization == "int8-static":  # calibrated on text like its traffic, as users should
+        over["calibration_file"] = str(tmp_path / "calibration.jsonl")
+        rows = [{"query": e.query, "documents": [e.relevant, *e.irrelevant]} for e in EXAMPLES]
+        (tmp_path / "calibration.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     backend = cross_encoder(
-        tiny_model_dir, runtime=runtime, quantization=quantization, export_cache_dir=str(tmp_path)
+        tiny_model_dir, runtime=runtime, quantization=quantization, export_cache_dir=str(tmp_path), **over
     )
     scores = backend.score_pairs(PAIRS)
     assert per_query_order(scores) == per_query_order(torch_scores)
@@ -166,3 +179,33 @@ def test_health_check_and_relevance_work_in_an_exported_runtime(tiny_model_dir: 
     backend.health_check()
     raw = backend.score_pairs(PAIRS[:1])[0]
     assert backend.to_relevance(raw) == pytest.approx(float(torch.sigmoid(torch.tensor(raw))))
+
+
+def test_static_int8_needs_openvino_and_takes_its_calibration_file(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="'int8-static' needs runtime 'openvino'"):
+        CrossEncoderConfig(model="m", runtime="onnx", quantization="int8-static")
+    with pytest.raises(ValidationError, match="calibration_file is used only"):
+        CrossEncoderConfig(model="m", runtime="openvino", calibration_file="c.jsonl")
+    bad = tmp_path / "calibration.jsonl"
+    bad.write_text('{"query": "q"}\n')
+    with pytest.raises(ConfigError, match="calibration_file: cannot read"):
+        calibration_pairs("tiny", str(bad))
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"query": "q", "documents": ["a", "b"]}\n\n{"query": "r", "documents": ["c"]}\n')
+    assert calibration_pairs("tiny", str(good)) == [("q", "a"), ("q", "b"), ("r", "c")]
+    assert len(calibration_pairs("tiny", None)) == 96
+
+
+def test_a_static_int8_export_is_rebuilt_for_other_calibration_text(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    calibration = tmp_path / "calibration.jsonl"
+    calibration.write_text(
+        json.dumps({"query": EXAMPLES[0].query, "documents": list(EXAMPLES[0].irrelevant)})
+    )
+    over = {"runtime": "openvino", "quantization": "int8-static", "export_cache_dir": str(tmp_path / "x")}
+    builtin = cross_encoder(tiny_model_dir, **over)
+    own = cross_encoder(tiny_model_dir, calibration_file=str(calibration), **over)
+    assert builtin.exported is not None and own.exported is not None
+    assert own.exported.info.built and own.exported.info.directory == builtin.exported.info.directory
+    assert own.exported.info.fingerprint != builtin.exported.info.fingerprint

@@ -62,7 +62,10 @@ def test_agreement_reports_every_runtime_against_torch(
     # The packaged bi-encoder ranks each example's relevant document first.
     assert result["reference"]["bi_encoder"]["ndcg@10"] == pytest.approx(1.0)
     rows = {(r["runtime"], r["quantization"]): r for r in result["runtimes"]}
-    assert set(rows) == {(rt, q) for rt in ("onnx", "openvino") for q in ("none", "int8")}
+    assert set(rows) == {
+        *((rt, q) for rt in ("onnx", "openvino") for q in ("none", "int8")),
+        ("openvino", "int8-static"),
+    }
     for (_, quantization), row in rows.items():
         assert row["bi_encoder_ok"] == (abs(row["bi_encoder_ndcg_delta"]) <= 0.005)
         assert row["cross_encoder_ok"] == (row["cross_encoder_mean_kendall_tau"] >= 0.98)
