@@ -83,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--pseudo-top-k of them as candidates (more queries at no labelling cost)",
     )
     recipe.add_argument("--pseudo-top-k", type=int, default=20, help="candidates per pseudo-query")
+    recipe.add_argument(
+        "--distil-loss",
+        choices=("pointwise", "listwise"),
+        default="pointwise",
+        help="distil stage: MSE on each pair's label, or ListNet over each query's list "
+        "(--list-size documents a step)",
+    )
     recipe.add_argument("--distil-epochs", type=float, default=3.0)
     recipe.add_argument("--distil-lr", type=float, default=5e-5)
     recipe.add_argument(
@@ -94,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--negatives-per-positive", type=int, default=3)
     recipe.add_argument("--judgment-epochs", type=float, default=2.0)
     recipe.add_argument("--judgment-lr", type=float, default=2e-5)
-    recipe.add_argument("--list-size", type=int, default=16, help="listwise: documents per list")
+    recipe.add_argument("--list-size", type=int, default=16, help="listwise losses: documents per list")
 
     run = parser.add_argument_group("run")
     run.add_argument("--batch-size", type=int, default=16)

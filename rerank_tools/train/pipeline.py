@@ -46,7 +46,8 @@ def _stages(
             args.seed,
             per_query=args.teacher_labels == "per-query",
         )
-        stages.append(Stage("distil", pairs, "mse", args.distil_epochs, args.distil_lr))
+        loss = "listnet" if args.distil_loss == "listwise" else "mse"
+        stages.append(Stage("distil", pairs, loss, args.distil_epochs, args.distil_lr))
     if args.recipe in ("distil+judgments", "judgments"):
         max_grade = max(rel for docs in dataset.qrels.values() for rel in docs.values())
         pairs = judged_pairs(
@@ -113,6 +114,7 @@ def train(dataset: EvalDataset, args: argparse.Namespace) -> dict[str, Any]:
         "start_model": args.model,
         "recipe": args.recipe,
         "loss": args.loss,
+        "distil_loss": args.distil_loss,
         "seed": args.seed,
         "output_dir": str(args.output_dir),
         "train_queries": len(split.train),

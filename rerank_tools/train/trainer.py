@@ -22,9 +22,14 @@ if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
-#: "mse": regress the labels (distillation of a teacher's scores); "bce": binary cross-entropy on
-#: labels in [0, 1] (pointwise judgments); "lambda": LambdaLoss over each query's judged list.
-LossName = Literal["mse", "bce", "lambda"]
+#: "mse": regress the labels (distillation of a teacher's scores); "listnet": cross-entropy of the
+#: softmax of the model's scores over a query's list against the softmax of its labels (listwise
+#: distillation: only the order within a query counts, not its offset); "bce": binary
+#: cross-entropy on labels in [0, 1] (pointwise judgments); "lambda": LambdaLoss over each query's
+#: judged list.
+LossName = Literal["mse", "listnet", "bce", "lambda"]
+#: Losses whose examples are a query's list of documents rather than one pair.
+LIST_LOSSES = ("listnet", "lambda")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,15 +137,18 @@ def _loss(model: CrossEncoder, name: LossName, list_size: int) -> Any:
         return losses.MSELoss(model)
     if name == "bce":
         return losses.BinaryCrossEntropyLoss(model)
+    if name == "listnet":
+        return losses.ListNetLoss(model, mini_batch_size=list_size)
     return losses.LambdaLoss(model, mini_batch_size=list_size)
 
 
 def _dataset(pairs: Sequence[Pair], loss: LossName, list_size: int) -> Any:
-    """Pointwise rows (query, text, label), or for the listwise loss one row per query with its
-    documents and labels in chunks of at most ``list_size``."""
+    """Pointwise rows (query, text, label), or for a listwise loss one row per query with its
+    documents and labels in chunks of at most ``list_size`` (the pairs come shuffled, so each chunk
+    is a random subset of the query's documents)."""
     from datasets import Dataset
 
-    if loss != "lambda":
+    if loss not in LIST_LOSSES:
         return Dataset.from_dict(
             {
                 "query": [p.query for p in pairs],
@@ -189,7 +197,7 @@ def run_stage(
         args = CrossEncoderTrainingArguments(
             output_dir=scratch,
             num_train_epochs=stage.epochs,
-            per_device_train_batch_size=batch_size if stage.loss != "lambda" else 1,
+            per_device_train_batch_size=batch_size if stage.loss not in LIST_LOSSES else 1,
             learning_rate=stage.learning_rate,
             warmup_steps=0.1,  # a fraction of the stage's steps
             dataloader_pin_memory=model.device.type == "cuda",

@@ -126,3 +126,16 @@ def test_distillation_with_pseudo_queries(
     (stage,) = report["stages"]
     assert report["pseudo_queries"] == 10
     assert stage["pairs"] == 12 * (8 + 20) + 10 * (5 + 20)
+
+
+def test_listwise_distillation_trains_on_each_querys_lists(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_topic_dataset(tmp_path / "data")
+    extra = ("--recipe", "distil", "--distil-loss", "listwise", "--list-size", "7", "--distil-epochs", "1")
+    assert main(train_args(data, tiny_model_dir, tmp_path / "out", *extra)) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    (stage,) = report["stages"]
+    assert report["distil_loss"] == "listwise" and stage["loss"] == "listnet"
+    # one step per list: 12 training queries x 28 pairs in lists of at most 7
+    assert stage["pairs"] == 12 * 28 and stage["steps"] == 12 * 4
