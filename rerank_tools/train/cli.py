@@ -76,14 +76,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--other-negatives", type=int, default=20, help="distil: other queries' candidates per query"
     )
     recipe.add_argument(
-        "--pseudo-queries",
-        type=int,
-        default=0,
-        help="distil: extra queries cropped from the training passages, the teacher's top "
-        "--pseudo-top-k of them as candidates (more queries at no labelling cost)",
-    )
-    recipe.add_argument("--pseudo-top-k", type=int, default=20, help="candidates per pseudo-query")
-    recipe.add_argument(
         "--distil-loss",
         choices=("pointwise", "listwise"),
         default="pointwise",
@@ -111,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--patience", type=int, default=4, help="dev evaluations without improvement")
     run.add_argument("--seed", type=int, default=13)
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
-    run.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    run.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     return parser
 
@@ -139,12 +133,9 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         "patience",
         "list_size",
         "max_length",
-        "pseudo_top_k",
     ):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.pseudo_queries < 0:
-        parser.error("--pseudo-queries must be 0 or more")
     if args.max_minutes <= 0:
         parser.error("--max-minutes must be positive")
 

@@ -7,12 +7,10 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from rerank_tools.evaluation.loaders import Candidate, EvalDataset, EvalQuery, Qrels
+from rerank_tools.evaluation.loaders import EvalDataset, EvalQuery, Qrels
 
 #: Scores (query, text) pairs: the teacher of the distillation stage.
 PairTeacher = Callable[[Sequence[tuple[str, str]]], list[float]]
-#: For each query, the indices of its nearest passages of a pool: ``retrieve(queries, pool, k)``.
-Retriever = Callable[[Sequence[str], Sequence[str], int], list[list[int]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +63,8 @@ def distillation_pairs(
         start = len(texts)
         texts += [(q.query, c.text) for c in q.candidates]
         own_end = len(texts)
-        texts += [(q.query, t) for t in _others(pool, q.qid, other_negatives, rng)]
+        others = [text for qid, text in pool if qid != q.qid]
+        texts += [(q.query, t) for t in rng.sample(others, min(other_negatives, len(others)))]
         spans.append((start, own_end, len(texts)))
     scores = list(teacher(texts))
     if per_query:
@@ -79,19 +78,6 @@ def distillation_pairs(
     pairs = [Pair(query, text, float(s)) for (query, text), s in zip(texts, scores, strict=True)]
     rng.shuffle(pairs)
     return pairs
-
-
-def _others(pool: Sequence[tuple[str, str]], qid: str, k: int, rng: random.Random) -> list[str]:
-    """Up to ``k`` distinct pool entries of queries other than ``qid``, by rejection sampling (the
-    pool can hold tens of thousands of pseudo-queries' candidates)."""
-    if sum(1 for owner, _ in pool if owner != qid) <= k:
-        return [text for owner, text in pool if owner != qid]
-    picked: dict[int, str] = {}
-    while len(picked) < k:
-        i = rng.randrange(len(pool))
-        if pool[i][0] != qid:
-            picked.setdefault(i, pool[i][1])
-    return list(picked.values())
 
 
 def judged_pairs(
@@ -115,44 +101,3 @@ def judged_pairs(
         pairs += [Pair(q.query, c.text, 0.0) for c in (negatives + unjudged)[:budget]]
     rng.shuffle(pairs)
     return pairs
-
-
-def crop_queries(
-    passages: Sequence[str], n: int, seed: int, words: tuple[int, int] = (3, 8)
-) -> list[tuple[int, str]]:
-    """``n`` pseudo-queries, each a random span of ``words`` consecutive words of a random passage
-    (independent cropping, as unsupervised retrievers train on), with the index of its passage.
-    They cost no judgments and no generator model; the teacher labels their candidates."""
-    rng = random.Random(seed)
-    found: list[tuple[int, str]] = []
-    usable = [i for i, p in enumerate(passages) if len(p.split()) >= words[0]]
-    if not usable:
-        return found
-    for _ in range(n):
-        source = rng.choice(usable)
-        tokens = passages[source].split()
-        length = min(len(tokens), rng.randint(*words))
-        start = rng.randrange(len(tokens) - length + 1)
-        found.append((source, " ".join(tokens[start : start + length]).strip(".,;:!?\"'()")))
-    return found
-
-
-def pseudo_queries(
-    queries: Sequence[EvalQuery], n: int, top_k: int, retrieve: Retriever, seed: int
-) -> list[EvalQuery]:
-    """``n`` cropped pseudo-queries over the passages of ``queries``' candidates (only those: a
-    held-out query's passages never leak into training), each with its ``top_k`` nearest passages
-    of that pool by ``retrieve`` as candidates, for the teacher to label."""
-    pool: dict[str, Candidate] = {}
-    for q in queries:
-        for c in q.candidates:
-            pool.setdefault(c.text, c)
-    texts = list(pool)
-    crops = crop_queries(texts, n, seed)
-    if not crops:
-        return []
-    nearest = retrieve([query for _, query in crops], texts, top_k)
-    return [
-        EvalQuery(f"pseudo-{i}", query, [pool[texts[j]] for j in found])
-        for i, ((_, query), found) in enumerate(zip(crops, nearest, strict=True))
-    ]

@@ -13,7 +13,7 @@ from typing import Any
 from rerank_core.backends.bi_encoder import resolve_model_source
 from rerank_tools.evaluation.loaders import EvalDataset, EvalQuery
 from rerank_tools.evaluation.metrics import relevance_threshold
-from rerank_tools.train.data import distillation_pairs, judged_pairs, pseudo_queries, split_by_query
+from rerank_tools.train.data import distillation_pairs, judged_pairs, split_by_query
 from rerank_tools.train.teacher import bi_encoder_teacher
 from rerank_tools.train.trainer import Budget, DevTracker, Stage, run_stage
 
@@ -34,13 +34,8 @@ def _stages(
         teacher = bi_encoder_teacher(
             resolve_model_source("teacher", args.teacher), device, args.teacher_scale, not args.no_progress
         )
-        distil_queries = list(train_queries)
-        if args.pseudo_queries > 0:
-            distil_queries += pseudo_queries(
-                train_queries, args.pseudo_queries, args.pseudo_top_k, teacher.retrieve, args.seed
-            )
         pairs = distillation_pairs(
-            distil_queries,
+            train_queries,
             teacher,
             args.other_negatives,
             args.seed,
@@ -118,7 +113,6 @@ def train(dataset: EvalDataset, args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "output_dir": str(args.output_dir),
         "train_queries": len(split.train),
-        "pseudo_queries": args.pseudo_queries if args.recipe != "judgments" else 0,
         "dev_queries": [q.qid for q in split.dev],
         "dev_ndcg@10_before": round(before, 4),
         "dev_ndcg@10_after": round(after, 4),

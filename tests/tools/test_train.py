@@ -11,13 +11,11 @@ from typing import Any
 import pytest
 
 from rerank_core.backends import build_backend
-from rerank_core.backends.bi_encoder import resolve_model_source
-from rerank_core.config import PACKAGED_MINILM, CrossEncoderConfig
+from rerank_core.config import CrossEncoderConfig
 from rerank_tools.evaluation.loaders import load_candidates
 from rerank_tools.evaluation.metrics import evaluate_run
 from rerank_tools.train.cli import main
-from rerank_tools.train.data import crop_queries, distillation_pairs, pseudo_queries
-from rerank_tools.train.teacher import bi_encoder_teacher
+from rerank_tools.train.data import distillation_pairs
 from tests.tiny_training import train_args, write_topic_dataset
 
 
@@ -89,44 +87,6 @@ def test_per_query_teacher_labels_carry_the_order_within_each_query(tmp_path: Pa
         assert sum(x * x for x in labels) / len(labels) == pytest.approx(1.0)
         ordered = sorted((p for p in pairs if p.query == q.query and p.text in own), key=lambda p: p.label)
         assert [len(p.text) for p in ordered] == sorted(len(p.text) for p in ordered)
-
-
-def test_cropped_pseudo_queries_are_spans_of_their_passages() -> None:
-    passages = ["alpha beta gamma delta epsilon zeta eta theta", "one two", "red green blue cyan magenta"]
-    crops = crop_queries(passages, 50, seed=3)
-    assert len(crops) == 50 and crops == crop_queries(passages, 50, seed=3)
-    for source, query in crops:
-        assert source != 1  # too short to crop 3 words from
-        assert 3 <= len(query.split()) <= 8 and f" {query} " in f" {passages[source]} "
-
-
-def test_pseudo_queries_take_candidates_from_the_training_passages_only(tmp_path: Path) -> None:
-    dataset = load_candidates(*(write_topic_dataset(tmp_path) / f for f in ("candidates.jsonl", "qrels.txt")))
-    train, held_out = dataset.queries[:8], dataset.queries[8:]
-    teacher = bi_encoder_teacher(resolve_model_source("teacher", PACKAGED_MINILM), "cpu", 10.0, False)
-    made = pseudo_queries(train, 20, 5, teacher.retrieve, seed=2)
-    pool = {c.text for q in train for c in q.candidates}
-    assert {c.text for q in held_out for c in q.candidates} - pool  # something to leak
-    assert len(made) == 20
-    found_source = 0
-    for q in made:
-        texts = [c.text for c in q.candidates]
-        assert len(texts) == 5 and set(texts) <= pool
-        found_source += any(q.query in t for t in texts[:3])
-    assert found_source >= 15  # the teacher finds the passage a crop came from
-
-
-def test_distillation_with_pseudo_queries(
-    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    data = write_topic_dataset(tmp_path / "data")
-    extra = ("--recipe", "distil", "--distil-epochs", "1", "--pseudo-queries", "10", "--pseudo-top-k", "5")
-    assert main(train_args(data, tiny_model_dir, tmp_path / "out", *extra)) == 0
-    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    (stage,) = report["stages"]
-    assert report["pseudo_queries"] == 10
-    assert stage["pairs"] == 12 * (8 + 20) + 10 * (5 + 20)
-
 
 def test_listwise_distillation_trains_on_each_querys_lists(
     tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
