@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     runtimes.add_argument(
         "--runtimes",
         type=runtime_labels,
-        help="e.g. onnx,onnx-int8,openvino,openvino-int8 (torch is always measured as the baseline)",
+        help="e.g. onnx,onnx-int8,openvino,openvino-int8,openvino-int8-static "
+        "(torch is always measured as the baseline)",
     )
     runtimes.add_argument("--runtime-docs", type=int, default=100, help="documents per request")
     runtimes.add_argument("--runtime-max-s", type=float, default=60.0, help="seconds for the sweep")
