@@ -90,9 +90,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     rel = relevance_threshold(dataset.qrels)
     # Only the measured queries' judgments: a judged query left out would count as a zero.
     judged = {q.qid: dataset.qrels[q.qid] for q in bi_queries if q.qid in dataset.qrels}
-    combos = [REFERENCE, *RUNTIMES]
+    measured = [(rt, q) for rt, q in RUNTIMES if _label(rt, q) in args.runtimes]
+    combos = [REFERENCE, *measured]
     steps = len(combos) * (len(bi_queries) + len(ce_queries))
     cache = {"export_cache_dir": str(args.export_cache_dir)} if args.export_cache_dir else {}
+
+    def calibration(quantization: str) -> dict[str, str]:
+        if quantization == "int8-static" and args.calibration_file:
+            return {"calibration_file": str(args.calibration_file)}
+        return {}
 
     bi: dict[str, dict[str, Any]] = {}
     ce_scores: dict[str, list[list[float]]] = {}
@@ -101,7 +107,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             label = _label(runtime, quantization)
             bar.set_postfix_str(f"bi-encoder {label}")
             backend = BiEncoderBackend(
-                "minilm", BiEncoderConfig(runtime=runtime, quantization=quantization, **cache)
+                "minilm",
+                BiEncoderConfig(
+                    runtime=runtime, quantization=quantization, **cache, **calibration(quantization)
+                ),
             )
             run = {
                 q.qid: _ranked(q, s)
@@ -112,7 +121,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             cross = CrossEncoderBackend(
                 "bench",
                 CrossEncoderConfig(
-                    model=str(args.bench_model_dir), runtime=runtime, quantization=quantization, **cache
+                    model=str(args.bench_model_dir),
+                    runtime=runtime,
+                    quantization=quantization,
+                    **cache,
+                    **calibration(quantization),
                 ),
             )
             ce_scores[label] = list(_scores(cross, ce_queries, bar))
@@ -120,7 +133,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     reference = _label(*REFERENCE)
     ref_ndcg = bi[reference]["ndcg@10"]
     rows = []
-    for runtime, quantization in RUNTIMES:
+    for runtime, quantization in measured:
         label = _label(runtime, quantization)
         taus = [kendall_tau_b(a, b) for a, b in zip(ce_scores[label], ce_scores[reference], strict=True)]
         max_diff = max(
@@ -192,6 +205,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="inference threads")
     parser.add_argument("--export-cache-dir", type=Path, help="where exports go (default: as configured)")
     parser.add_argument("--output", type=Path, help="also write the JSON result here")
+    known = [_label(rt, q) for rt, q in RUNTIMES]
+    parser.add_argument(
+        "--runtimes",
+        type=lambda text: [v.strip() for v in text.split(",") if v.strip()],
+        default=known,
+        help=f"comma-separated, of {','.join(known)} (torch fp32 is always the reference)",
+    )
+    parser.add_argument(
+        "--calibration-file",
+        type=Path,
+        help="int8-static: calibration text, JSON lines of {query, documents} (default: built in)",
+    )
     return parser
 
 
@@ -201,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.queries < 1 or (args.cross_encoder_queries is not None and args.cross_encoder_queries < 1):
         parser.error("--queries and --cross-encoder-queries must be at least 1")
+    unknown = sorted(set(args.runtimes) - {_label(rt, q) for rt, q in RUNTIMES})
+    if unknown or not args.runtimes:
+        parser.error(f"--runtimes: unknown {', '.join(unknown) or 'empty list'}")
     if not args.bench_model_dir.is_dir():
         parser.error(
             f"--bench-model-dir {args.bench_model_dir} is not a directory "

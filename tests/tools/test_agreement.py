@@ -81,3 +81,32 @@ def test_a_missing_bench_model_is_refused(tmp_path: Path, capsys: pytest.Capture
     with pytest.raises(SystemExit):
         main(["--bench-model-dir", str(tmp_path / "absent")])
     assert "build it with rerank-bench-model" in capsys.readouterr().err
+
+
+def test_one_runtime_with_its_own_calibration_text(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_dl20(tmp_path / "data")
+    calibration = tmp_path / "calibration.jsonl"
+    rows = [{"query": e.query, "documents": [e.relevant, *e.irrelevant]} for e in EXAMPLES]
+    calibration.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    exports = tmp_path / "exports"
+    main(
+        [
+            *("--data-dir", str(data), "--bench-model-dir", str(tiny_model_dir)),
+            *("--queries", "2", "--threads", "1", "--export-cache-dir", str(exports)),
+            *("--runtimes", "openvino-int8-static", "--calibration-file", str(calibration)),
+        ]
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert [(r["runtime"], r["quantization"]) for r in result["runtimes"]] == [("openvino", "int8-static")]
+    # only the static exports were built: the bi-encoder's and the cross-encoder's
+    manifests = [json.loads(p.read_text()) for p in exports.glob("*/export.json")]
+    assert {m["quantization"] for m in manifests} == {"int8-static"}
+
+
+def test_an_unknown_runtime_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--runtimes", "openvino,tensorrt", "--bench-model-dir", str(tmp_path)])
+    assert info.value.code == 2
+    assert "--runtimes: unknown tensorrt" in capsys.readouterr().err
