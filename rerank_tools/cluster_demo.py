@@ -45,6 +45,8 @@ REFUSED_BY_S = ROUTE_TIMEOUT_S * (ROUTE_RETRIES + 1) + ROUTE_BACKOFF_S
 #: The whole request's deadline in the Router (then 504), fallbacks and retries included: the
 #: backstop, never reached when the route's attempts fit inside it.
 REQUEST_TIMEOUT_S = 8.0
+#: Seconds an open circuit breaker refuses before it lets a probe through.
+BREAKER_RESET_S = 2.0
 #: The longest any request may take during a fault: its refusal plus the way in and out through
 #: the proxy (seconds on a busy machine).
 FAULT_BOUND_S = REFUSED_BY_S + 4
@@ -84,6 +86,9 @@ def service_config(backend: dict[str, Any]) -> dict[str, Any]:
         },
         "default_route": "default",
         "limits": {"request_timeout_s": REQUEST_TIMEOUT_S},
+        # A lost worker opens each Router replica's breaker; it lets a probe in after 2 s, so the
+        # service is whole again within seconds of the worker's return.
+        "breaker": {"failures": 5, "reset_s": BREAKER_RESET_S},
         "router": {"num_cpus": 0.1, "num_replicas": 2, "resources": {"head_node": 0.1}},
     }  # fmt: skip
 
@@ -252,7 +257,8 @@ def run_demo(
 
         cluster.add_worker("worker-2", 2, {"model_node": 2})
         took = wait_for("whole again after a worker joined", lambda: service.running()
-                        and len(service.replicas(DEPLOYMENT)) == 2 and service.order() == order, 180)
+                        and len(service.replicas(DEPLOYMENT)) == 2
+                        and all(service.order() == order for _ in range(10)), 180)
         prove(f"a new worker joined: whole again {took:.0f} s later, without a redeploy")  # fmt: skip
 
         before = service.replicas(DEPLOYMENT)
