@@ -179,6 +179,27 @@ def _beir_text(obj: Mapping[str, object]) -> str:
     return f"{title} {text}" if title else text
 
 
+def read_beir_corpus(path: str | Path, wanted: set[str] | None = None) -> dict[str, str]:
+    """A BEIR corpus: docid -> title and text (only the ``wanted`` documents, when given)."""
+    corpus = {}
+    for _, obj in _jsonl(Path(path)):
+        docid = str(obj.get("_id"))
+        if wanted is None or docid in wanted:
+            corpus[docid] = _beir_text(obj)
+    return corpus
+
+
+def read_beir_queries(path: str | Path) -> dict[str, str]:
+    """BEIR queries: qid -> text."""
+    path = Path(path)
+    queries = {}
+    for number, obj in _jsonl(path):
+        if "_id" not in obj or "text" not in obj:
+            raise DatasetError(f"{path}:{number}: a query needs '_id' and 'text'")
+        queries[str(obj["_id"])] = str(obj["text"])
+    return queries
+
+
 def load_beir(
     corpus_path: str | Path,
     queries_path: str | Path,
@@ -191,13 +212,9 @@ def load_beir(
     that are both in the run and in the qrels are kept (BEIR's test split)."""
     qrels = read_qrels(qrels_path)
     run = read_trec_run(run_path, top_k)
-    query_text = {str(o["_id"]): str(o["text"]) for _, o in _jsonl(Path(queries_path))}
+    query_text = read_beir_queries(queries_path)
     wanted = {docid for qid, docs in run.items() if qid in qrels for docid, _ in docs}
-    corpus = {}
-    for _, obj in _jsonl(Path(corpus_path)):
-        docid = str(obj.get("_id"))
-        if docid in wanted:
-            corpus[docid] = _beir_text(obj)
+    corpus = read_beir_corpus(corpus_path, wanted)
     queries = []
     for qid, docs in run.items():
         if qid not in qrels:

@@ -47,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--corpus", type=Path, help="BEIR corpus.jsonl")
     data.add_argument("--queries", type=Path, help="BEIR queries.jsonl")
     data.add_argument("--run", type=Path, help="TREC run file of first-stage candidates")
+    data.add_argument(
+        "--unjudged-candidates",
+        type=Path,
+        action="append",
+        default=[],
+        help="candidates JSONL of queries without judgments (a query log; see rerank-candidates): "
+        "the distil stage learns the teacher's order on them too (repeatable)",
+    )
     data.add_argument("--top-k", type=int, default=100, help="first-stage candidates per query")
     data.add_argument("--dev-fraction", type=float, default=0.2, help="share of queries held out")
     data.add_argument("--dev-top-k", type=int, default=30, help="dev: rerank each query's first N candidates")
@@ -136,6 +144,8 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     ):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.unjudged_candidates and args.recipe == "judgments":
+        parser.error("--unjudged-candidates feed the distil stage, which the 'judgments' recipe has not")
     if args.max_minutes <= 0:
         parser.error("--max-minutes must be positive")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rerank_core.backends.bi_encoder import resolve_model_source
-from rerank_tools.evaluation.loaders import EvalDataset, EvalQuery
+from rerank_tools.evaluation.loaders import EvalDataset, EvalQuery, read_candidates
 from rerank_tools.evaluation.metrics import relevance_threshold
 from rerank_tools.train.data import distillation_pairs, judged_pairs, split_by_query
 from rerank_tools.train.teacher import bi_encoder_teacher
@@ -26,8 +26,22 @@ def _device(requested: str) -> str:
     return requested
 
 
+def unjudged_queries(paths: list[Path], top_k: int) -> list[EvalQuery]:
+    """The queries of ``--unjudged-candidates`` files, their qids prefixed by the file's position
+    so that they can never meet the judged queries' qids."""
+    return [
+        EvalQuery(f"unjudged{i}:{q.qid}", q.query, q.candidates)
+        for i, path in enumerate(paths)
+        for q in read_candidates(path, top_k)
+    ]
+
+
 def _stages(
-    args: argparse.Namespace, dataset: EvalDataset, train_queries: list[EvalQuery], device: str
+    args: argparse.Namespace,
+    dataset: EvalDataset,
+    train_queries: list[EvalQuery],
+    unjudged: list[EvalQuery],
+    device: str,
 ) -> list[Stage]:
     stages = []
     if args.recipe in ("distil+judgments", "distil"):
@@ -35,7 +49,7 @@ def _stages(
             resolve_model_source("teacher", args.teacher), device, args.teacher_scale, not args.no_progress
         )
         pairs = distillation_pairs(
-            train_queries,
+            train_queries + unjudged,
             teacher,
             args.other_negatives,
             args.seed,
@@ -67,6 +81,7 @@ def train(dataset: EvalDataset, args: argparse.Namespace) -> dict[str, Any]:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     split = split_by_query(dataset, args.dev_fraction, args.seed)
+    unjudged = unjudged_queries(args.unjudged_candidates, args.top_k)
     source = resolve_model_source("model", args.model)
     model = CrossEncoder(
         source, device=device, max_length=args.max_length, local_files_only=Path(source).is_dir()
@@ -81,7 +96,7 @@ def train(dataset: EvalDataset, args: argparse.Namespace) -> dict[str, Any]:
     tracker.record(model, "start", 0)
     before = tracker.best_ndcg
     prepared = time.monotonic()
-    stages = _stages(args, dataset, split.train, device)
+    stages = _stages(args, dataset, split.train, unjudged, device)
     # The budget bounds training; labelling by the teacher is reported on its own.
     labelling_s = time.monotonic() - prepared
     budget = Budget(args.max_steps, args.max_minutes * 60.0)
@@ -113,6 +128,7 @@ def train(dataset: EvalDataset, args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "output_dir": str(args.output_dir),
         "train_queries": len(split.train),
+        "unjudged_queries": len(unjudged),
         "dev_queries": [q.qid for q in split.dev],
         "dev_ndcg@10_before": round(before, 4),
         "dev_ndcg@10_after": round(after, 4),

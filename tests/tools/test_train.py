@@ -12,8 +12,10 @@ import pytest
 
 from rerank_core.backends import build_backend
 from rerank_core.config import CrossEncoderConfig
-from rerank_tools.evaluation.loaders import load_candidates
+from rerank_tools.evaluation.loaders import load_candidates, read_candidates
 from rerank_tools.evaluation.metrics import evaluate_run
+from rerank_tools.tiny_models import TOPICS
+from rerank_tools.train.candidates import main as candidates_main
 from rerank_tools.train.cli import main
 from rerank_tools.train.data import distillation_pairs
 from tests.tiny_training import train_args, write_topic_dataset
@@ -99,3 +101,60 @@ def test_listwise_distillation_trains_on_each_querys_lists(
     assert report["distil_loss"] == "listwise" and stage["loss"] == "listnet"
     # one step per list: 12 training queries x 28 pairs in lists of at most 7
     assert stage["pairs"] == 12 * 28 and stage["steps"] == 12 * 4
+
+
+def test_unjudged_queries_join_the_distil_stage_only(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_topic_dataset(tmp_path / "data")
+    log = write_topic_dataset(tmp_path / "log", seed=8)  # 16 more queries, their judgments unused
+    extra = ("--recipe", "distil", "--distil-epochs", "1",
+             "--unjudged-candidates", str(log / "candidates.jsonl"))  # fmt: skip
+    assert main(train_args(data, tiny_model_dir, tmp_path / "out", *extra)) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    (stage,) = report["stages"]
+    assert report["train_queries"] == 12 and report["unjudged_queries"] == 16
+    assert stage["pairs"] == (12 + 16) * (8 + 20)  # every query: its 8 candidates + 20 others
+    assert len(report["dev_queries"]) == 4 and all(q.startswith("q") for q in report["dev_queries"])
+
+
+def test_unjudged_queries_with_the_judgments_recipe_exit_2(tmp_path: Path) -> None:
+    data = write_topic_dataset(tmp_path / "data")
+    log = str(data / "candidates.jsonl")
+    args = train_args(data, tmp_path, tmp_path / "out", "--unjudged-candidates", log)
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 2
+
+
+def test_rerank_candidates_finds_each_logged_querys_nearest_documents(tmp_path: Path) -> None:
+    data = write_topic_dataset(tmp_path / "data")
+    test_split = tmp_path / "test.tsv"  # BEIR qrels judging q0-q3: a test split to leave out
+    test_split.write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{n}\tq{n}-d0\t1\n" for n in range(4)))
+    out = tmp_path / "log.jsonl"
+    argv = ["--corpus", str(data / "corpus.jsonl"), "--queries", str(data / "queries.jsonl"),
+            "--exclude-qrels", str(test_split), "--output", str(out), "--top-k", "5",
+            "--no-progress"]  # fmt: skip
+    assert candidates_main(argv) == 0
+    queries = read_candidates(out)
+    assert sorted(q.qid for q in queries) == sorted(f"q{n}" for n in range(4, 16))
+    corpus = {json.loads(line)["_id"]: json.loads(line)["text"] for line in (data / "corpus.jsonl").open()}
+    def topic(text: str) -> str:  # the topic most of the text's topic words belong to
+        words = text.split()
+        return max(TOPICS, key=lambda t: sum(w in TOPICS[t] for w in words))
+
+    hits = 0
+    for q in queries:
+        assert len(q.candidates) == 5
+        scores = [c.score for c in q.candidates]
+        assert scores == sorted(scores, reverse=True)
+        assert all(c.text == corpus[c.docid] for c in q.candidates)
+        hits += sum(topic(c.text) == topic(q.query) for c in q.candidates[:2])
+    # The packaged bi-encoder finds documents about each query's topic among the 128.
+    assert hits >= 0.75 * 2 * len(queries)
+
+
+def test_rerank_candidates_reports_a_missing_file(tmp_path: Path) -> None:
+    argv = ["--corpus", str(tmp_path / "none.jsonl"), "--queries", str(tmp_path / "q.jsonl"),
+            "--output", str(tmp_path / "out.jsonl")]  # fmt: skip
+    assert candidates_main(argv) == 1
