@@ -84,16 +84,21 @@ def distribution_version(distribution: str) -> str | None:
 def fingerprint(model: torch.nn.Module, runtime: str, quantization: str, output_key: str) -> str:
     """SHA-256 over what decides an export's content: the recipe version, runtime, quantization,
     output, library versions, the pipeline's description and every weight and buffer."""
-    import torch
-
     digest = hashlib.sha256()
     versions = {p: distribution_version(p) for p in (*_BASE_PACKAGES, *RUNTIME_PACKAGES[runtime])}
     head = [EXPORT_FORMAT, runtime, quantization, output_key, versions, repr(model)]
     digest.update(json.dumps(head, sort_keys=True).encode())
     for key, tensor in sorted(model.state_dict().items()):
-        digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+        _hash_tensor(digest, key, tensor)
     return digest.hexdigest()
+
+
+def _hash_tensor(digest: Any, key: str, tensor: torch.Tensor) -> None:
+    """Feed ``key``, ``tensor``'s dtype, shape and bytes into ``digest`` (a hashlib object)."""
+    import torch
+
+    digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+    digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
 
 
 def export_directory(name: str, source: str, config: LocalModelConfig) -> Path:
@@ -126,8 +131,7 @@ def calibration_digest(batches: Sequence[Mapping[str, Any]]) -> str:
         for key in sorted(batch):
             value = batch[key]
             if hasattr(value, "detach"):  # the model's tensors; preprocess may add other entries
-                digest.update(key.encode())
-                digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+                _hash_tensor(digest, key, value)
     return digest.hexdigest()[:16]
 
 
