@@ -26,6 +26,10 @@ log = logging.getLogger("ray.serve")
 
 _CONFIG = TypeAdapter(BackendConfig)
 
+#: A replica that had no second request in flight for this long is "alone": its next request is
+#: batched at once instead of waiting ``batch_wait_timeout_s`` for company (``batch_wait_alone``).
+COMPANY_WINDOW_S = 1.0
+
 #: Chunks of one request in the batch queue at once: one being scored and the next ready behind
 #: it keep the model busy, and a small request arriving meanwhile waits behind two chunks at most.
 CHUNKS_IN_FLIGHT = 2
@@ -90,6 +94,13 @@ class LocalModelDeployment:
         self.refused = 0
         self.max_batch_size = serving.max_batch_size
         self.batch_wait_timeout_s = serving.batch_wait_timeout_s
+        self.batch_wait_alone = serving.batch_wait_alone
+        #: When a second request was last in flight here (``COMPANY_WINDOW_S``).
+        self._company_at = -COMPANY_WINDOW_S
+        #: The wait last handed to ``@serve.batch``.
+        self._applied_wait = serving.batch_wait_timeout_s
+        #: Units queued with no batch wait, their request alone in the replica.
+        self.alone_units = 0
         self._batch_size_metric = metrics.Histogram(
             "rerank_model_batch_pairs",
             description="Pairs scored in one batched call of a local model.",
@@ -123,6 +134,7 @@ class LocalModelDeployment:
         if "batch_wait_timeout_s" in user_config:
             self.batch_wait_timeout_s = float(user_config["batch_wait_timeout_s"])
             self.score_chunk.set_batch_wait_timeout_s(self.batch_wait_timeout_s)
+            self._applied_wait = self.batch_wait_timeout_s
         self.reporter.report(self.stats())
 
     # The configured sizes replace these at start (``reconfigure``); they are the config's defaults.
@@ -169,10 +181,24 @@ class LocalModelDeployment:
         timing.pairs += len(pairs)
         return [score for chunk in chunks for score in chunk.scores]
 
+    def _set_batch_wait(self) -> None:
+        """The wait of the batch that the next unit starts: none when this replica has been alone
+        for ``COMPANY_WINDOW_S`` (unless ``batch_wait_alone``), else ``batch_wait_timeout_s``.
+        ``@serve.batch`` reads it when a unit finds no batch gathering, and keeps it for that
+        batch."""
+        alone = time.monotonic() - self._company_at > COMPANY_WINDOW_S and not self.batch_wait_alone
+        wait = 0.0 if alone else self.batch_wait_timeout_s
+        if alone and self.batch_wait_timeout_s:
+            self.alone_units += 1
+        if wait != self._applied_wait:
+            self.score_chunk.set_batch_wait_timeout_s(wait)
+            self._applied_wait = wait
+
     async def _batched(self, pairs: Pairs) -> list[ChunkScores]:
         size = self.max_batch_size
         chunks = [pairs[i : i + size] for i in range(0, len(pairs), size)]
         self.units += len(chunks)
+        self._set_batch_wait()
         if len(chunks) == 1:
             return [await self.score_chunk(chunks[0])]
         window = asyncio.Semaphore(CHUNKS_IN_FLIGHT)
@@ -214,6 +240,8 @@ class LocalModelDeployment:
         """Scored indices into ``documents``, best first, through the shared batches, and where
         the request's time went in this replica."""
         self.in_flight += 1
+        if self.in_flight > 1:
+            self._company_at = time.monotonic()
         timing = ModelTiming()
         arrived = time.perf_counter()
         try:
@@ -245,6 +273,9 @@ class LocalModelDeployment:
             "busy_s": round(self.backend.forward_s, 3),
             "max_batch_size": self.max_batch_size,
             "batch_wait_timeout_s": self.batch_wait_timeout_s,
+            "batch_wait_alone": self.batch_wait_alone,
+            # Units queued with no batch wait: their request was alone in the replica.
+            "alone_units": self.alone_units,
             "units": self.units,
             "batches": sum(self._batch_sizes.values()),
             "pairs": sum(s * c for s, c in self._batch_sizes.items()),

@@ -40,7 +40,13 @@ class ServingConfig(StrictModel):
     max_pending_pairs: int | None = Field(None, ge=1)
     #: Pairs in one ``@serve.batch`` batch; a request with more pairs enters it in chunks of this size.
     max_batch_size: int = Field(64, ge=1)
+    #: Seconds a batch waits after its first pair for more, while the replica has company: another
+    #: request in flight within the last second.
     batch_wait_timeout_s: float = Field(0.005, ge=0)
+    #: False: a request that finds the replica alone (no other request in flight within the last
+    #: second) is batched at once, since no company is coming to share its batch. True: every batch
+    #: waits ``batch_wait_timeout_s``.
+    batch_wait_alone: bool = False
     #: Memory for the replica's cache of raw scores by (model, query, document); 0 turns it off.
     score_cache_mib: float = Field(64.0, ge=0)
 

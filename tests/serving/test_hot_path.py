@@ -4,6 +4,7 @@ score cache answers repeats and is bound to the model."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -84,6 +85,7 @@ def hot_config(tiny: Path, co_url: str, co_key: Path, cached_max_length: int | N
                     "max_queued_requests": 1,
                     "max_batch_size": 64,
                     "batch_wait_timeout_s": BUSY_WAIT_S,
+                    "batch_wait_alone": True,
                     "score_cache_mib": 0,
                 },
             },
@@ -94,6 +96,18 @@ def hot_config(tiny: Path, co_url: str, co_key: Path, cached_max_length: int | N
                 "serving": {
                     **small,
                     "max_pending_pairs": len(DOCS),
+                    "max_batch_size": 64,
+                    "batch_wait_timeout_s": BUSY_WAIT_S,
+                    "batch_wait_alone": True,
+                    "score_cache_mib": 0,
+                },
+            },
+            # The same long wait, but a request alone is batched at once (the default).
+            "lone": {
+                "type": "cross_encoder",
+                "model": str(tiny),
+                "serving": {
+                    **small,
                     "max_batch_size": 64,
                     "batch_wait_timeout_s": BUSY_WAIT_S,
                     "score_cache_mib": 0,
@@ -111,6 +125,7 @@ def hot_config(tiny: Path, co_url: str, co_key: Path, cached_max_length: int | N
             "busy-only": {"backends": ["busy"], "retries": 0},
             "pairs-only": {"backends": ["busy_pairs"], "retries": 0},
             "busy-then-api": {"backends": ["busy", "co"], "retries": 0},
+            "lone-only": {"backends": ["lone"], "retries": 0},
         },
         "router": {"num_cpus": 0.05, "retry_after_s": RETRY_AFTER_S},
     }
@@ -152,6 +167,27 @@ def test_a_full_model_queue_is_a_429_with_the_configured_retry_after(
             assert r.json()["error"]["type"] == "rate_limited"
         else:
             assert r.json()["results"][0]["index"] == len(DOCS) - 1
+
+
+def test_a_request_alone_is_batched_at_once_and_company_waits(hot: HotApp) -> None:
+    before = hot.stats("lone")
+    started = time.monotonic()
+    answer = hot.post({"query": EX.query, "documents": DOCS, "model": "lone-only"})
+    alone_s = time.monotonic() - started
+    assert answer.status_code == 200 and answer.json()["results"][0]["index"] == len(DOCS) - 1
+    middle = hot.stats("lone")
+    assert middle["alone_units"] - before["alone_units"] == 1
+    assert alone_s < BUSY_WAIT_S, "a request alone did not wait for company"
+    assert new_batches(before, middle) == [len(DOCS)]
+
+    answers = burst(hot, "lone-only", n=4)
+    assert {r.status_code for r in answers} == {200}
+    after = hot.stats("lone")
+    # The first of the burst may find the replica alone; the rest have company, so the batcher
+    # waits for them and scores them together.
+    assert after["alone_units"] - middle["alone_units"] <= 1
+    batches = new_batches(middle, after)
+    assert sum(batches) == 4 * len(DOCS) and max(batches) >= 3 * len(DOCS), batches
 
 
 def test_the_chain_routes_around_a_full_model(hot: HotApp) -> None:
