@@ -3,10 +3,11 @@
 Reads the layouts ``rerank-eval`` reads (candidates JSONL + TREC qrels, or BEIR corpus/queries/qrels
 + a TREC run of first-stage candidates), holds out a dev split of the queries, and trains in stages:
 
-1. ``distil``: every candidate of every training query (plus candidates of other queries as easy
-   negatives) labelled with the teacher's score (by default the packaged all-MiniLM-L6-v2
-   bi-encoder's cosine, standardised within each query), regressed with MSE. Needs no judgments,
-   so it uses all the candidates.
+1. ``distil``: every candidate of every training query, and of every query of a query log given
+   by ``--unjudged-candidates`` (plus candidates of other queries as easy negatives), labelled
+   with the teacher's score (by default the packaged all-MiniLM-L6-v2 bi-encoder's cosine,
+   standardised within each query), regressed with MSE. Needs no judgments, so it uses all the
+   candidates.
 2. ``judgments``: the judged candidates with graded labels and hard negatives drawn from the
    first-stage candidates; pointwise (binary cross-entropy) or listwise (LambdaLoss).
 
