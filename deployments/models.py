@@ -97,8 +97,6 @@ class LocalModelDeployment:
         self.batch_wait_alone = serving.batch_wait_alone
         #: When a second request was last in flight here (``COMPANY_WINDOW_S``).
         self._company_at = -COMPANY_WINDOW_S
-        #: The wait last handed to ``@serve.batch``.
-        self._applied_wait = serving.batch_wait_timeout_s
         #: Units queued with no batch wait, their request alone in the replica.
         self.alone_units = 0
         self._batch_size_metric = metrics.Histogram(
@@ -134,7 +132,6 @@ class LocalModelDeployment:
         if "batch_wait_timeout_s" in user_config:
             self.batch_wait_timeout_s = float(user_config["batch_wait_timeout_s"])
             self.score_chunk.set_batch_wait_timeout_s(self.batch_wait_timeout_s)
-            self._applied_wait = self.batch_wait_timeout_s
         self.reporter.report(self.stats())
 
     # The configured sizes replace these at start (``reconfigure``); they are the config's defaults.
@@ -190,9 +187,7 @@ class LocalModelDeployment:
         wait = 0.0 if alone else self.batch_wait_timeout_s
         if alone and self.batch_wait_timeout_s:
             self.alone_units += 1
-        if wait != self._applied_wait:
-            self.score_chunk.set_batch_wait_timeout_s(wait)
-            self._applied_wait = wait
+        self.score_chunk.set_batch_wait_timeout_s(wait)
 
     async def _batched(self, pairs: Pairs) -> list[ChunkScores]:
         size = self.max_batch_size

@@ -29,6 +29,7 @@ from rerank_core.backends.bi_encoder import resolve_model_source
 from rerank_core.config import PACKAGED_MINILM
 from rerank_core.errors import RerankError
 from rerank_tools.evaluation.loaders import DatasetError, read_beir_corpus, read_beir_queries, read_qrels
+from rerank_tools.train.teacher import bi_encoder_embedder
 
 
 def nearest_candidates(
@@ -42,20 +43,9 @@ def nearest_candidates(
     """Each query's ``top_k`` nearest corpus documents by the cosine of the embeddings of the
     sentence-transformers model at ``source``, best first, as candidates-file entries."""
     import torch
-    from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(source, device=device, local_files_only=Path(source).is_dir())
+    embed = bi_encoder_embedder(source, device, progress)
     docids = list(corpus)
-
-    def embed(texts: list[str]) -> torch.Tensor:
-        return model.encode(
-            texts,
-            batch_size=64,
-            normalize_embeddings=True,
-            convert_to_tensor=True,
-            show_progress_bar=progress,
-        )
-
     documents = embed([corpus[d] for d in docids])
     qids = list(queries)
     entries = []
