@@ -180,14 +180,22 @@ def test_a_request_alone_is_batched_at_once_and_company_waits(hot: HotApp) -> No
     assert alone_s < BUSY_WAIT_S, "a request alone did not wait for company"
     assert new_batches(before, middle) == [len(DOCS)]
 
-    answers = burst(hot, "lone-only", n=4)
-    assert {r.status_code for r in answers} == {200}
-    after = hot.stats("lone")
-    # The first of the burst may find the replica alone; the rest have company, so the batcher
-    # waits for them and scores them together.
-    assert after["alone_units"] - middle["alone_units"] <= 1
-    batches = new_batches(middle, after)
-    assert sum(batches) == 4 * len(DOCS) and max(batches) >= 3 * len(DOCS), batches
+    # A burst: the first requests may reach the replica one after another, each alone and batched
+    # at once; those that find company wait for each other and share one batch. Bursts repeat
+    # until at least two requests had company (the threads' timing decides how many do).
+    for _ in range(5):
+        answers = burst(hot, "lone-only", n=4)
+        assert {r.status_code for r in answers} == {200}
+        after = hot.stats("lone")
+        alone = after["alone_units"] - middle["alone_units"]
+        batches = new_batches(middle, after)
+        assert sum(batches) == 4 * len(DOCS), batches
+        if alone <= 2:
+            break
+        middle = after
+    assert alone <= 2, "no burst had two requests in the replica at once"
+    assert len(batches) <= alone + 1, batches
+    assert max(batches) >= (4 - alone) * len(DOCS), batches
 
 
 def test_the_chain_routes_around_a_full_model(hot: HotApp) -> None:
