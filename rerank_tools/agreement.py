@@ -1,7 +1,8 @@
 """``rerank-agreement``: how far each optimized runtime's scores are from torch fp32, on TREC DL20.
 
-For every runtime x quantization (onnx, openvino; none, int8; and openvino int8-static), measured
-against torch fp32 in the same run on the same trec-dl20 candidates (``<data-dir>/trec-dl20``):
+For every runtime x quantization (onnx, openvino; none, int8; and openvino int8-static) and the
+bfloat16 CPU compute of torch and openvino (``cpu_dtype``), measured against torch fp32 in the
+same run on the same trec-dl20 candidates (``<data-dir>/trec-dl20``):
 
 - the packaged all-MiniLM-L6-v2 bi-encoder's nDCG@10, which must stay within ``--ndcg-bound``
   (0.005) of torch's;
@@ -34,18 +35,14 @@ from rerank_core.backends.bi_encoder import BiEncoderBackend
 from rerank_core.backends.cross_encoder import CrossEncoderBackend
 from rerank_core.config import BiEncoderConfig, CrossEncoderConfig
 from rerank_core.errors import RerankError
+from rerank_tools.benchmark.runtimes import RUNTIME_LABELS
 from rerank_tools.evaluation.loaders import DatasetError, EvalQuery, load_named
 from rerank_tools.evaluation.metrics import evaluate_run, relevance_threshold
 
 #: The reference every other runtime is compared with.
-REFERENCE = ("torch", "none")
-RUNTIMES = (
-    ("onnx", "none"),
-    ("onnx", "int8"),
-    ("openvino", "none"),
-    ("openvino", "int8"),
-    ("openvino", "int8-static"),
-)
+REFERENCE = "torch"
+#: What ``--runtimes`` can name: every label of ``rerank-bench --runtimes`` but the reference.
+RUNTIMES = tuple(label for label in RUNTIME_LABELS if label != REFERENCE)
 
 
 def kendall_tau_b(a: Sequence[float], b: Sequence[float]) -> float:
@@ -75,10 +72,6 @@ def _scores(backend: LocalModelBackend, queries: Sequence[EvalQuery], bar: tqdm)
         bar.update(1)
 
 
-def _label(runtime: str, quantization: str) -> str:
-    return runtime if quantization == "none" else f"{runtime}-{quantization}"
-
-
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Every runtime's agreement with torch fp32; the result object ``main`` prints."""
     import torch
@@ -90,28 +83,23 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     rel = relevance_threshold(dataset.qrels)
     # Only the measured queries' judgments: a judged query left out would count as a zero.
     judged = {q.qid: dataset.qrels[q.qid] for q in bi_queries if q.qid in dataset.qrels}
-    measured = [(rt, q) for rt, q in RUNTIMES if _label(rt, q) in args.runtimes]
+    measured = [label for label in RUNTIMES if label in args.runtimes]
     combos = [REFERENCE, *measured]
     steps = len(combos) * (len(bi_queries) + len(ce_queries))
     cache = {"export_cache_dir": str(args.export_cache_dir)} if args.export_cache_dir else {}
 
-    def calibration(quantization: str) -> dict[str, str]:
-        if quantization == "int8-static" and args.calibration_file:
-            return {"calibration_file": str(args.calibration_file)}
-        return {}
+    def settings(label: str) -> dict[str, str]:
+        variant = RUNTIME_LABELS[label]
+        if variant.quantization == "int8-static" and args.calibration_file:
+            return {**variant.config(), "calibration_file": str(args.calibration_file)}
+        return variant.config()
 
     bi: dict[str, dict[str, Any]] = {}
     ce_scores: dict[str, list[list[float]]] = {}
     with tqdm(total=steps, desc="agreement", unit="query", file=sys.stderr) as bar:
-        for runtime, quantization in combos:
-            label = _label(runtime, quantization)
+        for label in combos:
             bar.set_postfix_str(f"bi-encoder {label}")
-            backend = BiEncoderBackend(
-                "minilm",
-                BiEncoderConfig(
-                    runtime=runtime, quantization=quantization, **cache, **calibration(quantization)
-                ),
-            )
+            backend = BiEncoderBackend("minilm", BiEncoderConfig(**settings(label), **cache))
             run = {
                 q.qid: _ranked(q, s)
                 for q, s in zip(bi_queries, _scores(backend, bi_queries, bar), strict=True)
@@ -120,21 +108,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             bar.set_postfix_str(f"cross-encoder {label}")
             cross = CrossEncoderBackend(
                 "bench",
-                CrossEncoderConfig(
-                    model=str(args.bench_model_dir),
-                    runtime=runtime,
-                    quantization=quantization,
-                    **cache,
-                    **calibration(quantization),
-                ),
+                CrossEncoderConfig(model=str(args.bench_model_dir), **settings(label), **cache),
             )
             ce_scores[label] = list(_scores(cross, ce_queries, bar))
 
-    reference = _label(*REFERENCE)
+    reference = REFERENCE
     ref_ndcg = bi[reference]["ndcg@10"]
     rows = []
-    for runtime, quantization in measured:
-        label = _label(runtime, quantization)
+    for label in measured:
         taus = [kendall_tau_b(a, b) for a, b in zip(ce_scores[label], ce_scores[reference], strict=True)]
         max_diff = max(
             abs(x - y)
@@ -144,8 +125,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         ndcg = bi[label]["ndcg@10"]
         rows.append(
             {
-                "runtime": runtime,
-                "quantization": quantization,
+                "label": label,
+                **RUNTIME_LABELS[label].config(),
                 "bi_encoder_ndcg@10": ndcg,
                 "bi_encoder_ndcg_delta": ndcg - ref_ndcg,
                 "bi_encoder_ok": abs(ndcg - ref_ndcg) <= args.ndcg_bound,
@@ -163,7 +144,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "candidates_per_query": max(len(q.candidates) for q in dataset.queries),
         "threads": args.threads,
         "bounds": {"ndcg_abs_delta_max": args.ndcg_bound, "mean_kendall_tau_min": args.tau_bound},
-        "reference": {"runtime": REFERENCE[0], "quantization": REFERENCE[1], "bi_encoder": bi[reference]},
+        "reference": {"label": REFERENCE, **RUNTIME_LABELS[REFERENCE].config(), "bi_encoder": bi[reference]},
         "runtimes": rows,
         "ok": all(r["bi_encoder_ok"] and r["cross_encoder_ok"] for r in rows),
     }
@@ -173,11 +154,11 @@ def _table(result: dict[str, Any]) -> str:
     lines = [
         f"torch fp32 bi-encoder nDCG@10 {result['reference']['bi_encoder']['ndcg@10']:.4f} "
         f"({result['bi_encoder_queries']} queries); cross-encoder on {result['cross_encoder_queries']}",
-        "runtime        nDCG@10  delta    ok | mean tau  min tau  max |diff|  ok",
+        "runtime               nDCG@10  delta    ok | mean tau  min tau  max |diff|  ok",
     ]
     for r in result["runtimes"]:
         lines.append(
-            f"{_label(r['runtime'], r['quantization']):<14} {r['bi_encoder_ndcg@10']:.4f}  "
+            f"{r['label']:<21} {r['bi_encoder_ndcg@10']:.4f}  "
             f"{r['bi_encoder_ndcg_delta']:+.4f}  {'yes' if r['bi_encoder_ok'] else 'NO':<3}| "
             f"{r['cross_encoder_mean_kendall_tau']:.4f}    {r['cross_encoder_min_kendall_tau']:.4f}   "
             f"{r['cross_encoder_max_abs_score_diff']:.4f}      "
@@ -205,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="inference threads")
     parser.add_argument("--export-cache-dir", type=Path, help="where exports go (default: as configured)")
     parser.add_argument("--output", type=Path, help="also write the JSON result here")
-    known = [_label(rt, q) for rt, q in RUNTIMES]
+    known = list(RUNTIMES)
     parser.add_argument(
         "--runtimes",
         type=lambda text: [v.strip() for v in text.split(",") if v.strip()],
@@ -226,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.queries < 1 or (args.cross_encoder_queries is not None and args.cross_encoder_queries < 1):
         parser.error("--queries and --cross-encoder-queries must be at least 1")
-    unknown = sorted(set(args.runtimes) - {_label(rt, q) for rt, q in RUNTIMES})
+    unknown = sorted(set(args.runtimes) - set(RUNTIMES))
     if unknown or not args.runtimes:
         parser.error(f"--runtimes: unknown {', '.join(unknown) or 'empty list'}")
     if not args.bench_model_dir.is_dir():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
+import logging
 import math
 import threading
 import time
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
 
     from rerank_core.backends.runtimes import ExportedModel
 
+logger = logging.getLogger(__name__)
+
 _Item = TypeVar("_Item")
 _Result = TypeVar("_Result")
 _Model = TypeVar("_Model")
@@ -44,6 +48,15 @@ class PreparedPairs:
 
     count: int
     batches: list[tuple[list[int], Any]]
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AMX or AVX512-BF16; Linux's flags)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 class Backend(abc.ABC):
@@ -115,6 +128,14 @@ class LocalModelBackend(Backend):
                 field="model",
             )
         self.device = self._resolve_device(config.device)
+        #: bfloat16 compute on CPU (``cpu_dtype``): torch under autocast, OpenVINO by its hint.
+        self.cpu_bf16 = config.cpu_dtype == "bfloat16" and self.device == "cpu"
+        if self.cpu_bf16 and not cpu_has_bf16():
+            logger.warning(
+                "%s: cpu_dtype bfloat16 on a CPU without AMX or AVX512-BF16 is emulated and "
+                "slower than float32",
+                name,
+            )
         #: The model's export in its onnx/openvino runtime; None with the torch runtime.
         self.exported: ExportedModel | None = None
         # One forward pass at a time: tokenizers and CUDA streams are not safe to share between
@@ -336,12 +357,21 @@ class LocalModelBackend(Backend):
         import torch
 
         results = [0.0] * prepared.count
-        with self._lock, torch.inference_mode():
+        with self._lock, torch.inference_mode(), self._autocast():
             for batch, inputs in prepared.batches:
                 outputs = self._model_pass(run, inputs, len(batch))
                 for i, output in zip(batch, outputs, strict=True):
                     results[i] = float(output)
         return results
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """bfloat16 autocast for a torch model on CPU with ``cpu_dtype: bfloat16``; else nothing
+        (an exported model gets its precision from its runtime)."""
+        if not self.cpu_bf16 or self.exported is not None:
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.autocast("cpu", dtype=torch.bfloat16)
 
     def _model_pass(self, run: Callable[[_Item], _Result], inputs: _Item, size: int) -> _Result:
         try:
@@ -368,7 +398,7 @@ class LocalModelBackend(Backend):
         batches = self.length_batches(
             lengths, self.config.batch_size, self.config.max_tokens_per_batch
         )
-        with self._lock, torch.inference_mode():
+        with self._lock, torch.inference_mode(), self._autocast():
             for batch in batches:
                 outputs = self._model_pass(run, [items[i] for i in batch], len(batch))
                 for i, output in zip(batch, outputs, strict=True):

@@ -7,7 +7,8 @@ and stopped here). Every measurement is a JSON line on stdout and in ``results.j
 line is a ``summary`` object. ``sweep.png`` plots throughput and latency against concurrency.
 Everything is bounded: each cell by ``--duration`` and ``--max-requests``, the run by
 ``--max-total-s``. ``--runtimes`` adds the in-process throughput of the same model in each listed
-runtime (onnx, onnx-int8, openvino, openvino-int8) with torch's in the same run
+runtime (onnx, onnx-int8, openvino, openvino-int8, torch-bf16, openvino-bf16, ...) with
+torch fp32's in the same run
 (``rerank_tools.benchmark.runtimes``).
 
 Example::

@@ -15,21 +15,37 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from rerank_core.backends.cross_encoder import CrossEncoderBackend
 from rerank_core.config import CrossEncoderConfig
 
 Pair = tuple[str, str]
 
-#: Labels ``--runtimes`` accepts: runtime, runtime-int8, or openvino-int8-static.
+
+
+class Variant(NamedTuple):
+    """A local model's runtime settings, as its configuration names them."""
+
+    runtime: str
+    quantization: str = "none"
+    cpu_dtype: str = "float32"
+
+    def config(self) -> dict[str, str]:
+        return self._asdict()
+
+
+#: Labels ``--runtimes`` (here and in ``rerank-agreement``) accept: runtime, runtime-int8,
+#: openvino-int8-static, or runtime-bf16 (``cpu_dtype: bfloat16``).
 RUNTIME_LABELS = {
-    "torch": ("torch", "none"),
-    "onnx": ("onnx", "none"),
-    "onnx-int8": ("onnx", "int8"),
-    "openvino": ("openvino", "none"),
-    "openvino-int8": ("openvino", "int8"),
-    "openvino-int8-static": ("openvino", "int8-static"),
+    "torch": Variant("torch"),
+    "torch-bf16": Variant("torch", cpu_dtype="bfloat16"),
+    "onnx": Variant("onnx"),
+    "onnx-int8": Variant("onnx", "int8"),
+    "openvino": Variant("openvino"),
+    "openvino-bf16": Variant("openvino", cpu_dtype="bfloat16"),
+    "openvino-int8": Variant("openvino", "int8"),
+    "openvino-int8-static": Variant("openvino", "int8-static"),
 }
 
 
@@ -61,11 +77,10 @@ class RuntimeMeasurement:
         return self.pairs / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self, baseline: RuntimeMeasurement) -> dict[str, Any]:
-        runtime, quantization = RUNTIME_LABELS[self.label]
         return {
             "kind": "runtime",
-            "runtime": runtime,
-            "quantization": quantization,
+            "label": self.label,
+            **RUNTIME_LABELS[self.label].config(),
             "requests": len(self.request_seconds),
             "pairs": self.pairs,
             "seconds": self.seconds,
@@ -82,8 +97,7 @@ def load_runtimes(
     cache = {"export_cache_dir": str(export_cache_dir)} if export_cache_dir else {}
     backends = {}
     for label in labels:
-        runtime, quantization = RUNTIME_LABELS[label]
-        config = CrossEncoderConfig(model=str(model_dir), runtime=runtime, quantization=quantization, **cache)
+        config = CrossEncoderConfig(model=str(model_dir), **RUNTIME_LABELS[label].config(), **cache)
         backends[label] = CrossEncoderBackend(f"bench-{label}", config)
     return backends
 

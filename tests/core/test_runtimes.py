@@ -17,6 +17,7 @@ import torch
 from pydantic import ValidationError
 
 from rerank_core.backends import build_backend
+from rerank_core.backends.base import cpu_has_bf16
 from rerank_core.backends.bi_encoder import BiEncoderBackend
 from rerank_core.backends.calibration import calibration_pairs
 from rerank_core.backends.cross_encoder import CrossEncoderBackend
@@ -172,6 +173,48 @@ def test_the_packaged_bi_encoder_ranks_as_torch_does(
         assert [order[0] for order in per_query_order(bi_torch_scores)] == [0] * len(EXAMPLES)
     bound = 1e-4 if quantization == "none" else 0.05
     assert max(abs(a - b) for a, b in zip(scores, bi_torch_scores, strict=True)) < bound
+
+
+def test_bfloat16_on_cpu_is_refused_where_it_does_not_apply() -> None:
+    with pytest.raises(ValidationError, match="cpu_dtype 'bfloat16' needs runtime 'torch' or 'openvino'"):
+        CrossEncoderConfig(model="m", runtime="onnx", cpu_dtype="bfloat16")
+    with pytest.raises(ValidationError, match="with quantization 'none'"):
+        BiEncoderConfig(runtime="openvino", quantization="int8", cpu_dtype="bfloat16")
+    assert CrossEncoderConfig(model="m").cpu_dtype == "float32"
+
+
+@pytest.mark.parametrize("runtime", ["torch", "openvino"])
+def test_bfloat16_on_cpu_ranks_as_float32_does_from_the_same_export(
+    tiny_model_dir: Path, tmp_path: Path, torch_scores: list[float], runtime: str
+) -> None:
+    exports = tmp_path / "exports"
+    backend = cross_encoder(
+        tiny_model_dir, runtime=runtime, cpu_dtype="bfloat16", export_cache_dir=str(exports)
+    )
+    assert backend.cpu_bf16 and backend.device == "cpu"
+    scores = backend.score_pairs(PAIRS)
+    assert per_query_order(scores) == per_query_order(torch_scores)
+    diff = max(abs(a - b) for a, b in zip(scores, torch_scores, strict=True))
+    # bfloat16 keeps about 3 significant digits: the scores move, a little. (OpenVINO computes
+    # in float32 where the CPU has no bfloat16, so only torch's emulation always rounds.)
+    assert diff < 0.1
+    if runtime == "torch" or cpu_has_bf16():
+        assert diff > 0
+    if runtime == "openvino":
+        # The export is the float32 one: precision is chosen when it is loaded, not exported.
+        float32 = cross_encoder(tiny_model_dir, runtime="openvino", export_cache_dir=str(exports))
+        assert float32.exported is not None and backend.exported is not None
+        assert float32.exported.info.model_file == backend.exported.info.model_file
+        assert len(list(exports.iterdir())) == 1
+        fp32_scores = float32.score_pairs(PAIRS)
+        assert max(abs(a - b) for a, b in zip(fp32_scores, torch_scores, strict=True)) < 1e-4
+
+
+def test_the_packaged_bi_encoder_in_bfloat16_keeps_the_relevant_first(tmp_path: Path) -> None:
+    for runtime in ("torch", "openvino"):
+        config = BiEncoderConfig(runtime=runtime, cpu_dtype="bfloat16", export_cache_dir=str(tmp_path))
+        scores = build_backend("minilm", config).score_pairs(PAIRS)
+        assert [order[0] for order in per_query_order(scores)] == [0] * len(EXAMPLES)
 
 
 def test_health_check_and_relevance_work_in_an_exported_runtime(tiny_model_dir: Path, tmp_path: Path) -> None:
