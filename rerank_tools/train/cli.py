@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
+    run.add_argument(
+        "--bf16",
+        action="store_true",
+        help="train under bfloat16 autocast (fast on CPUs with AMX or AVX512-BF16, and on GPUs "
+        "that have it); the model is saved in float32",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     return parser
 

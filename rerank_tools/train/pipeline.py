@@ -112,6 +112,7 @@ def train(dataset: EvalDataset, args: argparse.Namespace) -> dict[str, Any]:
             patience=args.patience,
             seed=args.seed,
             progress=not args.no_progress,
+            bf16=args.bf16,
         )
         for stage in stages
     ]
@@ -141,6 +142,7 @@ def train(dataset: EvalDataset, args: argparse.Namespace) -> dict[str, Any]:
         "dev_history": tracker.history,
         "device": device,
         "torch_threads": torch.get_num_threads(),
+        "bf16": args.bf16,
     }
     (args.output_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report

@@ -181,10 +181,12 @@ def run_stage(
     patience: int,
     seed: int,
     progress: bool,
+    bf16: bool = False,
 ) -> dict[str, Any]:
     """Train ``model`` on one stage until its epochs end, dev nDCG stops improving, or the budget
     runs out; then load the best weights seen so far (this stage or an earlier one). Returns the
-    stage's summary (pairs, steps, seconds, why it stopped)."""
+    stage's summary (pairs, steps, seconds, why it stopped). ``bf16``: forward and backward passes
+    under bfloat16 autocast (the weights and optimizer stay float32)."""
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 
     started = time.monotonic()
@@ -209,6 +211,8 @@ def run_stage(
             report_to="none",
             disable_tqdm=not progress,
             dataloader_drop_last=False,
+            bf16=bf16,
+            use_cpu=model.device.type == "cpu",
         )
         trainer = CrossEncoderTrainer(
             model=model,

@@ -31,6 +31,24 @@ def test_training_beats_an_inverted_start_and_writes_a_loadable_model(
     assert [s["stage"] for s in report["stages"]] == ["judgments"]
 
 
+def test_bf16_training_also_beats_the_inverted_start_and_saves_float32(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from safetensors import safe_open
+
+    from tests.tiny_training import inverted_cross_encoder
+
+    data = write_topic_dataset(tmp_path / "data")
+    start = inverted_cross_encoder(tiny_model_dir, tmp_path / "inverted")
+    out = tmp_path / "trained-bf16"
+    assert main(train_args(data, start, out, "--bf16")) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["bf16"] is True
+    assert report["dev_ndcg@10_after"] > report["dev_ndcg@10_before"] + 0.2
+    with safe_open(str(out / "model.safetensors"), "pt") as weights:
+        assert {str(weights.get_tensor(k).dtype) for k in weights.keys()} == {"torch.float32"}
+
+
 async def test_the_cross_encoder_backend_scores_the_dev_queries_as_the_report_says(
     trained_tiny: tuple[Path, dict[str, Any], Path],
 ) -> None:
