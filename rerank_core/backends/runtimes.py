@@ -123,9 +123,7 @@ def load_runtime(
         info = ensure_export(
             model, sample, output_key, config.runtime, config.quantization, directory, calibration
         )
-        return ExportedModel(
-            info, torch.get_num_threads(), bf16=config.cpu_dtype == "bfloat16"
-        )
+        return ExportedModel(info, torch.get_num_threads(), bf16=config.cpu_dtype == "bfloat16")
     except (OSError, RuntimeError, ValueError) as exc:
         raise BackendUnavailable(
             f"cannot export {config.model!r} for {name} to {config.runtime}/{config.quantization} "

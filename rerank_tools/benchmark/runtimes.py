@@ -23,7 +23,6 @@ from rerank_core.config import CrossEncoderConfig
 Pair = tuple[str, str]
 
 
-
 class Variant(NamedTuple):
     """A local model's runtime settings, as its configuration names them."""
 

@@ -1,5 +1,6 @@
-"""A causal-LM reranker and a model trained by ``rerank-train``, each served by configuration alone
-in its own model deployment (a second application beside the shared one)."""
+"""A causal-LM reranker, a model trained by ``rerank-train`` and the tiny cross-encoder in OpenVINO
+computing in bfloat16, each served by configuration alone in its own model deployment (a second
+application beside the shared one)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,11 @@ PREFIX = "/local-models"
 
 @pytest.fixture(scope="module")
 def url(
-    ray_serve: int, tiny_causal_lm_dir: Path, trained_tiny: tuple[Path, dict[str, Any], Path]
+    ray_serve: int,
+    tiny_causal_lm_dir: Path,
+    trained_tiny: tuple[Path, dict[str, Any], Path],
+    tiny_model_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
     from ray import serve
 
@@ -36,6 +41,14 @@ def url(
         "backends": {
             "lm": lm,
             "trained": {"type": "cross_encoder", "model": str(trained_dir), "serving": serving(num_cpus=0.1)},
+            "tiny-bf16": {
+                "type": "cross_encoder",
+                "model": str(tiny_model_dir),
+                "runtime": "openvino",
+                "cpu_dtype": "bfloat16",
+                "export_cache_dir": str(tmp_path_factory.mktemp("exports")),
+                "serving": serving(num_cpus=0.1),
+            },
         },
         "routes": {"lm-then-trained": {"backends": ["lm", "trained"]}},
         "router": {"num_cpus": 0.05},
@@ -75,3 +88,18 @@ async def test_the_trained_model_answers_as_in_process(
     expected = await local.rerank(ex.query, docs)
     assert [r["index"] for r in body["results"]] == [s.index for s in expected]
     assert [r["score"] for r in body["results"]] == pytest.approx([s.score for s in expected], abs=1e-4)
+
+
+async def test_openvino_in_bfloat16_is_a_change_of_config_keeping_the_float32_order(
+    url: str, tiny_model_dir: Path
+) -> None:
+    local = build_backend("tiny", CrossEncoderConfig(model=str(tiny_model_dir), device="cpu"))
+    for ex in EXAMPLES:
+        docs = [*ex.irrelevant, ex.relevant]
+        body = rerank(url, "tiny-bf16", ex.query, docs)
+        assert body["backend"] == "tiny-bf16" and not body["fallback"]
+        expected = await local.rerank(ex.query, docs)
+        assert [r["index"] for r in body["results"]] == [s.index for s in expected], ex.query
+        assert [r["raw_score"] for r in body["results"]] == pytest.approx(
+            [s.raw_score for s in expected], abs=0.1
+        )

@@ -46,7 +46,7 @@ def test_bf16_training_also_beats_the_inverted_start_and_saves_float32(
     assert report["bf16"] is True
     assert report["dev_ndcg@10_after"] > report["dev_ndcg@10_before"] + 0.2
     with safe_open(str(out / "model.safetensors"), "pt") as weights:
-        assert {str(weights.get_tensor(k).dtype) for k in weights.keys()} == {"torch.float32"}
+        assert {str(weights.get_tensor(k).dtype) for k in weights.keys()} == {"torch.float32"}  # noqa: SIM118
 
 
 async def test_the_cross_encoder_backend_scores_the_dev_queries_as_the_report_says(
