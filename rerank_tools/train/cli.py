@@ -91,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="distil stage: MSE on each pair's label, or ListNet over each query's list "
         "(--list-size documents a step)",
     )
+    recipe.add_argument(
+        "--head-epochs",
+        type=float,
+        default=0.0,
+        help="distil stage: first train only the fresh head for this many epochs, encoder frozen",
+    )
+    recipe.add_argument("--head-lr", type=float, default=1e-3, help="learning rate of --head-epochs")
     recipe.add_argument("--distil-epochs", type=float, default=3.0)
     recipe.add_argument("--distil-lr", type=float, default=5e-5)
     recipe.add_argument(

@@ -56,6 +56,8 @@ def _stages(
             per_query=args.teacher_labels == "per-query",
         )
         loss = "listnet" if args.distil_loss == "listwise" else "mse"
+        if args.head_epochs > 0:
+            stages.append(Stage("head", pairs, loss, args.head_epochs, args.head_lr, head_only=True))
         stages.append(Stage("distil", pairs, loss, args.distil_epochs, args.distil_lr))
     if args.recipe in ("distil+judgments", "judgments"):
         max_grade = max(rel for docs in dataset.qrels.values() for rel in docs.values())

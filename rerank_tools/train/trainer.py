@@ -41,6 +41,8 @@ class Stage:
     loss: LossName
     epochs: float
     learning_rate: float
+    #: Only the classification head (pooler and classifier) learns; the encoder stays frozen.
+    head_only: bool = False
 
 
 @dataclass(slots=True)
@@ -169,6 +171,11 @@ def _dataset(pairs: Sequence[Pair], loss: LossName, list_size: int) -> Any:
     return Dataset.from_dict(rows)
 
 
+def _is_head(name: str) -> bool:
+    """Whether parameter ``name`` of a sequence-classification model belongs to its head."""
+    return name.startswith("classifier.") or ".pooler." in name or name.startswith("pooler.")
+
+
 def run_stage(
     model: CrossEncoder,
     stage: Stage,
@@ -195,6 +202,10 @@ def run_stage(
     summary: dict[str, Any] = {"stage": stage.name, "loss": stage.loss, "pairs": len(stage.pairs)}
     if steps_left <= 0 or budget.seconds_left() <= 0 or not stage.pairs:
         return {**summary, "steps": 0, "seconds": 0.0, "stopped": "no budget left or no pairs"}
+    frozen = [p for n, p in model.model.named_parameters() if stage.head_only and not _is_head(n)]
+    for parameter in frozen:
+        parameter.requires_grad_(False)
+    summary["trained_parameters"] = sum(p.numel() for p in model.model.parameters() if p.requires_grad)
     with tempfile.TemporaryDirectory(prefix="rerank-train-") as scratch:
         args = CrossEncoderTrainingArguments(
             output_dir=scratch,
@@ -222,6 +233,8 @@ def run_stage(
             callbacks=[stopper],
         )
         result = trainer.train()
+    for parameter in frozen:
+        parameter.requires_grad_(True)
     if stopper.stop_reason == "completed" and result.global_step % eval_every != 0:
         tracker.record(model, stage.name, result.global_step)
     if tracker.best_state is not None:

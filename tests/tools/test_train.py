@@ -121,6 +121,25 @@ def test_listwise_distillation_trains_on_each_querys_lists(
     assert stage["pairs"] == 12 * 28 and stage["steps"] == 12 * 4
 
 
+def test_a_head_stage_trains_only_the_head_before_distillation(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sentence_transformers import CrossEncoder
+
+    data = write_topic_dataset(tmp_path / "data")
+    extra = ("--recipe", "distil", "--head-epochs", "1", "--distil-epochs", "1")
+    assert main(train_args(data, tiny_model_dir, tmp_path / "out", *extra)) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    head, distil = report["stages"]
+    assert (head["stage"], distil["stage"]) == ("head", "distil")
+    assert head["steps"] > 0 and distil["steps"] > 0
+    model = CrossEncoder(str(tiny_model_dir), device="cpu")
+    names = dict(model.model.named_parameters())
+    in_head = sum(p.numel() for n, p in names.items() if n.startswith("classifier.") or ".pooler." in n)
+    assert head["trained_parameters"] == in_head
+    assert distil["trained_parameters"] == sum(p.numel() for p in names.values())
+
+
 def test_unjudged_queries_join_the_distil_stage_only(
     tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
