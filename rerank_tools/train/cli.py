@@ -7,7 +7,8 @@ Reads the layouts ``rerank-eval`` reads (candidates JSONL + TREC qrels, or BEIR 
    by ``--unjudged-candidates`` (plus candidates of other queries as easy negatives), labelled
    with the teacher's score (by default the packaged all-MiniLM-L6-v2 bi-encoder's cosine,
    standardised within each query), regressed with MSE. Needs no judgments, so it uses all the
-   candidates.
+   candidates. With ``--head-epochs`` it starts with that many epochs in which only the fresh
+   head learns (the encoder frozen), then trains everything.
 2. ``judgments``: the judged candidates with graded labels and hard negatives drawn from the
    first-stage candidates; pointwise (binary cross-entropy) or listwise (LambdaLoss).
 
