@@ -161,6 +161,8 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.unjudged_candidates and args.recipe == "judgments":
         parser.error("--unjudged-candidates feed the distil stage, which the 'judgments' recipe has not")
+    if args.head_epochs < 0 or (args.head_epochs > 0 and args.recipe == "judgments"):
+        parser.error("--head-epochs: at least 0, and only with a recipe that has the distil stage")
     if args.max_minutes <= 0:
         parser.error("--max-minutes must be positive")
 

@@ -164,6 +164,16 @@ def test_unjudged_queries_with_the_judgments_recipe_exit_2(tmp_path: Path) -> No
     assert info.value.code == 2
 
 
+def test_a_head_stage_without_distillation_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_topic_dataset(tmp_path / "data")
+    with pytest.raises(SystemExit) as info:
+        main(train_args(data, tmp_path, tmp_path / "out", "--head-epochs", "1"))  # judgments only
+    assert info.value.code == 2
+    assert "--head-epochs" in capsys.readouterr().err
+
+
 def test_rerank_candidates_finds_each_logged_querys_nearest_documents(tmp_path: Path) -> None:
     data = write_topic_dataset(tmp_path / "data")
     test_split = tmp_path / "test.tsv"  # BEIR qrels judging q0-q3: a test split to leave out
