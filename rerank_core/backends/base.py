@@ -50,6 +50,13 @@ class PreparedPairs:
     batches: list[tuple[list[int], Any]]
 
 
+#: ``batch_cost_tokens`` when the config leaves it out. CPU: measured with the benchmark
+#: cross-encoder on TREC DL 2020 passages (docs/benchmarks.md, "Cutting batches where padding
+#: costs more than a pass"). GPU: a pass's fixed cost is its kernel launches, worth thousands of
+#: tokens of compute; an estimate, not measured yet.
+DEFAULT_BATCH_COST_TOKENS = {"cpu": 64, "cuda": 2048}
+
+
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AMX or AVX512-BF16; Linux's flags)."""
     try:
@@ -136,6 +143,12 @@ class LocalModelBackend(Backend):
                 "slower than float32",
                 name,
             )
+        #: What one more forward pass costs, in padded tokens (``length_batches``).
+        self.batch_cost_tokens = (
+            config.batch_cost_tokens
+            if config.batch_cost_tokens is not None
+            else DEFAULT_BATCH_COST_TOKENS["cpu" if self.device == "cpu" else "cuda"]
+        )
         #: The model's export in its onnx/openvino runtime; None with the torch runtime.
         self.exported: ExportedModel | None = None
         # One forward pass at a time: tokenizers and CUDA streams are not safe to share between
@@ -306,23 +319,39 @@ class LocalModelBackend(Backend):
         return [len(ids) for ids in encoded["input_ids"]]
 
     @staticmethod
-    def length_batches(lengths: Sequence[int], max_items: int, max_tokens: int) -> list[list[int]]:
-        """Indices into ``lengths`` grouped longest first into batches of at most ``max_items``
-        whose padded size (items x longest length) is at most ``max_tokens``. An item longer than
-        ``max_tokens`` on its own is a batch of one: it cannot be split."""
+    def length_batches(
+        lengths: Sequence[int], max_items: int, max_tokens: int, batch_cost_tokens: int = 0
+    ) -> list[list[int]]:
+        """Indices into ``lengths`` sorted longest first and cut into batches of at most
+        ``max_items`` whose padded size (items x longest length) is at most ``max_tokens``, at
+        the cuts that minimise the padded tokens of all batches plus ``batch_cost_tokens`` for
+        each batch (what one more forward pass costs, in tokens of compute). A batch of similar
+        lengths wastes little on padding: ten TREC passages of 60 to 150 tokens padded to 150 as
+        one batch cost a quarter more than cut in three. An item longer than ``max_tokens`` on its
+        own is a batch of one: it cannot be split."""
         order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
+        widths = [lengths[i] for i in order]
+        n = len(order)
+        # cost[j]: the least cost of the first j items; start[j]: where its last batch begins.
+        # Longest first, so a batch's padded width is its first item's length.
+        cost = [0] * (n + 1)
+        start = [0] * (n + 1)
+        for j in range(1, n + 1):
+            best, best_i = -1, j - 1
+            for i in range(j - 1, max(j - max_items, 0) - 1, -1):
+                size = (j - i) * widths[i]
+                if size > max_tokens and i < j - 1:
+                    break  # wider and longer from here on: over the budget for every earlier i
+                total = cost[i] + size + batch_cost_tokens
+                if best < 0 or total <= best:  # on a tie, the fewer passes
+                    best, best_i = total, i
+            cost[j], start[j] = best, best_i
         batches: list[list[int]] = []
-        batch: list[int] = []
-        for i in order:
-            # Longest first, so the batch's padded width is its first item's length.
-            if batch and (
-                len(batch) >= max_items or (len(batch) + 1) * lengths[batch[0]] > max_tokens
-            ):
-                batches.append(batch)
-                batch = []
-            batch.append(i)
-        if batch:
-            batches.append(batch)
+        j = n
+        while j > 0:
+            batches.append(order[start[j] : j])
+            j = start[j]
+        batches.reverse()
         return batches
 
     def token_pair_batches(
@@ -342,7 +371,10 @@ class LocalModelBackend(Backend):
         lengths = [len(ids) for ids in encoded["input_ids"]]
         batches = []
         for batch in self.length_batches(
-            lengths, self.config.batch_size, self.config.max_tokens_per_batch
+            lengths,
+            self.config.batch_size,
+            self.config.max_tokens_per_batch,
+            self.batch_cost_tokens,
         ):
             columns = {key: [encoded[key][i] for i in batch] for key in encoded}
             batches.append((batch, tokenizer.pad(columns, return_tensors="np")))
@@ -396,7 +428,10 @@ class LocalModelBackend(Backend):
 
         results: list[_Result | None] = [None] * len(items)
         batches = self.length_batches(
-            lengths, self.config.batch_size, self.config.max_tokens_per_batch
+            lengths,
+            self.config.batch_size,
+            self.config.max_tokens_per_batch,
+            self.batch_cost_tokens,
         )
         with self._lock, torch.inference_mode(), self._autocast():
             for batch in batches:

@@ -78,6 +78,9 @@ class LocalModelConfig(StrictModel):
     batch_size: int = Field(32, ge=1)
     #: Upper bound on (pairs x padded tokens) in one forward pass.
     max_tokens_per_batch: int = Field(16384, ge=64)
+    #: What one more forward pass costs, in padded tokens: each batch of length-sorted pairs is
+    #: cut where the padding saved is worth more than a pass. None: 64 on CPU, 2048 on GPU.
+    batch_cost_tokens: int | None = Field(None, ge=0)
     #: "auto": CUDA when present (torch runtime), else CPU. The onnx and openvino runtimes run on CPU.
     device: str = "auto"
     #: Inference engine: "torch", or the model exported once to ONNX Runtime or OpenVINO

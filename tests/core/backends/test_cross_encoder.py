@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -132,6 +133,79 @@ def test_the_token_budget_caps_a_batch_before_the_pair_count_does(tiny_model_dir
     with forward_shapes(backend) as shapes:
         backend.score_pairs(pairs)
     assert shapes == [(2, 32)] * 5
+
+
+def best_cuts_by_brute_force(
+    widths: list[int], max_items: int, max_tokens: int, cost: int
+) -> int:
+    """The least padded tokens plus ``cost`` a batch over every way to cut ``widths`` (sorted
+    longest first) into consecutive batches under both caps."""
+    n = len(widths)
+    best = None
+    for mask in range(1 << (n - 1)):
+        starts = [0] + [i + 1 for i in range(n - 1) if mask >> i & 1]
+        bounds = list(zip(starts, [*starts[1:], n], strict=True))
+        if any(
+            b - a > max_items or (b - a > 1 and (b - a) * widths[a] > max_tokens)
+            for a, b in bounds
+        ):
+            continue
+        total = sum((b - a) * widths[a] + cost for a, b in bounds)
+        best = total if best is None else min(best, total)
+    assert best is not None
+    return best
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_batches_are_cut_where_padding_costs_more_than_a_pass(seed: int) -> None:
+    rng = random.Random(seed)
+    lengths = [
+        rng.choice([rng.randint(5, 40), rng.randint(100, 200)]) for _ in range(rng.randint(1, 11))
+    ]
+    max_items, max_tokens, cost = (
+        rng.randint(1, 6),
+        rng.choice([200, 400, 5000]),
+        rng.choice([0, 16, 64, 500]),
+    )
+    batches = CrossEncoderBackend.length_batches(lengths, max_items, max_tokens, cost)
+
+    # Every index once, longest first, each batch under both caps (a lone long item excepted).
+    flat = [i for batch in batches for i in batch]
+    assert sorted(flat) == list(range(len(lengths)))
+    assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)
+    for batch in batches:
+        assert len(batch) <= max_items
+        assert len(batch) == 1 or len(batch) * lengths[batch[0]] <= max_tokens
+    # And no other cut of the same order costs less.
+    total = sum(len(b) * lengths[b[0]] + cost for b in batches)
+    widths = sorted(lengths, reverse=True)
+    assert total == best_cuts_by_brute_force(widths, max_items, max_tokens, cost)
+
+
+def test_short_and_long_pairs_go_in_separate_passes(tiny_model_dir: Path) -> None:
+    # Two long pairs and four short ones: one pass would pad the short ones to the long width.
+    pairs = [("cat", words(40, offset=i)) for i in range(2)]
+    pairs += [("cat", words(3, offset=i)) for i in range(4)]
+    split = make_backend(tiny_model_dir, batch_size=32, batch_cost_tokens=16)
+    with forward_shapes(split) as shapes:
+        split_scores = split.score_pairs(pairs)
+    assert [n for n, _ in shapes] == [2, 4]
+    assert shapes[0][1] > 5 * shapes[1][1]
+
+    # A pass that costs more than all the padding it would save: one batch.
+    joined = make_backend(tiny_model_dir, batch_size=32, batch_cost_tokens=10_000)
+    with forward_shapes(joined) as shapes:
+        joined_scores = joined.score_pairs(pairs)
+    assert [n for n, _ in shapes] == [6]
+    assert split_scores == pytest.approx(joined_scores, abs=1e-5)
+
+
+def test_the_default_pass_cost_depends_on_the_device(tiny_model_dir: Path) -> None:
+    from rerank_core.backends.base import DEFAULT_BATCH_COST_TOKENS
+
+    cpu = make_backend(tiny_model_dir, device="cpu")
+    assert cpu.batch_cost_tokens == DEFAULT_BATCH_COST_TOKENS["cpu"]
+    assert make_backend(tiny_model_dir, batch_cost_tokens=0).batch_cost_tokens == 0
 
 
 def test_a_pair_longer_than_the_budget_is_scored_alone(tiny_model_dir: Path) -> None:
