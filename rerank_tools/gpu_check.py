@@ -10,8 +10,14 @@ Run through ``scripts/gpu_check.sh`` on a machine with an NVIDIA GPU (about thre
 4. for each batch size, redeploys with that ``max_batch_size`` and drives concurrent HTTP load
    (``--docs-per-request`` documents a request) from client processes, printing pairs/s, latency
    and the batch sizes the replica actually formed;
-5. after Serve is shut down, measures ``CrossEncoder.predict`` in this process on the same device
-   at the same batch sizes, for comparison.
+5. redeploys at ``--long-batch-size`` and drives ``--long-docs``-document requests with few in
+   flight, printing pairs/s and p99 against the target (8,000 pairs/s at p99 < 100 ms on one H100
+   for 100-document requests);
+6. after Serve is shut down, measures in this process on the same device: ``CrossEncoder.predict``
+   at the same batch sizes; fp32 against fp16 and bf16 (pairs/s, and each one's order against
+   fp32's: mean Kendall tau over queries of 100 passages, largest score difference); the service's
+   own backend over 100-document requests at several ``batch_cost_tokens``, which measures that
+   setting's GPU default.
 
 Exit status: 0 when every check passed, 1 when no GPU is visible (without ``--allow-cpu``), 2 when
 a check failed. ``--allow-cpu --quick`` runs the same path on CPU with the tiny test model: a smoke
@@ -78,6 +84,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="Router replicas (default 2; quick: 1)")
     p.add_argument("--inprocess-pairs", type=int, default=None,
                    help="pairs scored per batch size in-process (default 16384; quick: 512)")
+    p.add_argument("--long-docs", type=int, default=100,
+                   help="documents a request in the latency phase (default 100)")
+    p.add_argument("--long-concurrency", type=int, default=None,
+                   help="latency phase: requests in flight per client process (default 2; quick: 1)")
+    p.add_argument("--long-batch-size", type=int, default=None,
+                   help="latency phase: max_batch_size (default 256; quick: 32)")
+    p.add_argument("--batch-costs", type=_int_list, default=None,
+                   help="batch_cost_tokens values for the backend in-process, comma-separated "
+                   "(default 64,512,2048,8192)")
     p.add_argument("--port", type=int, default=0, help="Serve HTTP port on 127.0.0.1 (0: a free one)")
     p.add_argument("--allow-cpu", action="store_true",
                    help="run on CPU when no GPU is visible instead of failing")
@@ -93,17 +108,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "warmup_s": 1.0 if quick else 3.0,
         "router_replicas": 1 if quick else 2,
         "inprocess_pairs": 512 if quick else 16384,
+        "long_concurrency": 1 if quick else 2,
+        "long_batch_size": 32 if quick else 256,
+        "batch_costs": [64, 2048] if quick else [64, 512, 2048, 8192],
     }
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    if args.docs_per_request < 1 or args.concurrency < 1 or args.client_procs < 1:
-        p.error("--docs-per-request, --concurrency and --client-procs must be at least 1")
+    if min(args.docs_per_request, args.concurrency, args.client_procs, args.long_docs,
+           args.long_concurrency, args.long_batch_size) < 1:
+        p.error("--docs-per-request, --concurrency, --client-procs and the --long-* values must be "
+                "at least 1")
     return args
 
 
 def _int_list(text: str) -> list[int]:
-    values = [int(v) for v in text.split(",") if v.strip()]
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError("expected positive integers separated by commas")
     return values
@@ -252,14 +275,19 @@ def client_process(
     return asyncio.run(_drive(url, docs_per_request, concurrency, warmup_s, duration_s, seed))
 
 
-def run_load(url: str, args: argparse.Namespace) -> LoadResult:
-    """Load from ``--client-procs`` processes (one Python client saturates before Serve does)."""
+def run_load(
+    url: str, args: argparse.Namespace, docs: int | None = None, concurrency: int | None = None
+) -> LoadResult:
+    """Load from ``--client-procs`` processes (one Python client saturates before Serve does),
+    ``docs`` documents a request (default ``--docs-per-request``) and ``concurrency`` in flight in
+    each (default ``--concurrency``)."""
     total = LoadResult()
+    docs = docs or args.docs_per_request
+    concurrency = concurrency or args.concurrency
     # spawn, not fork: this process runs Ray's threads.
     with ProcessPoolExecutor(args.client_procs, mp_context=get_context("spawn")) as pool:
         futures = [
-            pool.submit(client_process, url, args.docs_per_request, args.concurrency,
-                        args.warmup_s, args.duration_s, seed)
+            pool.submit(client_process, url, docs, concurrency, args.warmup_s, args.duration_s, seed)
             for seed in range(args.client_procs)
         ]
         for f in futures:
@@ -295,7 +323,8 @@ def serve_phase(model_dir: Path, device: str, args: argparse.Namespace) -> tuple
         port = args.port or free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         url = f"http://127.0.0.1:{port}"
-        for size in args.batch_sizes:
+
+        def deploy(size: int) -> bool:
             t0 = time.perf_counter()
             config = service_config(model_dir, size, num_gpus, args.router_replicas)
             serve.run(build_app({"service": config}), name="rerank", route_prefix="/")
@@ -305,8 +334,13 @@ def serve_phase(model_dir: Path, device: str, args: argparse.Namespace) -> tuple
             if replica.get("state") != "ready" or not on_device.startswith(device):
                 failures.append(f"replica state {replica} (expected ready on {device})")
                 log(f"FAIL: /health says {replica}")
-                break
+                return False
             log(f"/health: replica ready on device {on_device!r}")
+            return True
+
+        for size in args.batch_sizes:
+            if not deploy(size):
+                break
             before = get_json(url + "/v1/stats")["models"][BACKEND]
             if not str(before["device"]).startswith(device) or before["max_batch_size"] != size:
                 failures.append(f"/v1/stats {before} (expected {device}, max_batch_size {size})")
@@ -328,11 +362,41 @@ def serve_phase(model_dir: Path, device: str, args: argparse.Namespace) -> tuple
             if load.errors or not ok:
                 failures.append(f"max_batch_size={size}: {load.errors} errors of {load.requests}; "
                                 f"e.g. {load.error_samples}")
+        if not failures and deploy(args.long_batch_size):
+            long_phase(url, args, failures)
         serve.delete("rerank")
     finally:
         serve.shutdown()
         ray.shutdown()
     return throughput, failures
+
+
+#: The issue's aim on one H100: 100-document requests at this many pairs/s, under this p99.
+TARGET_PAIRS_PER_S, TARGET_P99_MS = 8000.0, 100.0
+
+
+def long_phase(url: str, args: argparse.Namespace, failures: list[str]) -> None:
+    """``--long-docs``-document requests, ``--long-concurrency`` in flight per client process:
+    pairs/s and p99 against the target."""
+    in_flight = args.long_concurrency * args.client_procs
+    load = run_load(url, args, docs=args.long_docs, concurrency=args.long_concurrency)
+    ok = len(load.latencies_s)
+    latency = latency_summary(load.latencies_s)
+    pairs_per_s = ok * args.long_docs / args.duration_s
+    log(
+        f"RESULT serve-long  docs={args.long_docs}  in_flight={in_flight}  "
+        f"max_batch_size={args.long_batch_size}  pairs/s={pairs_per_s:9.0f}  "
+        f"p50={latency['p50_ms']:7.1f}ms  p99={latency['p99_ms']:7.1f}ms  errors={load.errors}"
+    )
+    met = pairs_per_s >= TARGET_PAIRS_PER_S and latency["p99_ms"] < TARGET_P99_MS
+    log(
+        f"TARGET {args.long_docs}-document requests: >= {TARGET_PAIRS_PER_S:.0f} pairs/s at p99 < "
+        f"{TARGET_P99_MS:.0f} ms: {'met' if met else 'not met'} ({pairs_per_s:.0f} pairs/s, "
+        f"p99 {latency['p99_ms']:.1f} ms with {in_flight} in flight)"
+    )
+    if load.errors or not ok:
+        failures.append(f"{args.long_docs}-document requests: {load.errors} errors of "
+                        f"{load.requests}; e.g. {load.error_samples}")
 
 
 def free_port() -> int:
@@ -368,6 +432,87 @@ def inprocess_phase(model_dir: Path, device: str, args: argparse.Namespace) -> d
     return throughput
 
 
+def scoring_groups(n_queries: int, docs: int = 100) -> list[list[tuple[str, str]]]:
+    """``n_queries`` seeded queries, each with ``docs`` passages: one request's pairs each."""
+    passages = synthetic_passages(400)
+    return [
+        [(query, passages[(i * 37 + j) % len(passages)]) for j in range(docs)]
+        for i, query in enumerate(synthetic_queries(n_queries))
+    ]
+
+
+def precision_phase(model_dir: Path, device: str, args: argparse.Namespace) -> dict[str, float]:
+    """``CrossEncoder.predict`` in fp32, then in each half precision the device has (fp16 and bf16
+    on CUDA, bf16 on CPU): pairs/s at the largest batch size, and each one's order against fp32's
+    (mean and smallest Kendall tau over 100-passage queries, largest score difference)."""
+    import numpy as np
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    from rerank_tools.agreement import kendall_tau_b
+
+    groups = scoring_groups(4 if args.quick else 32)
+    pairs = [pair for group in groups for pair in group]
+    size = max(args.batch_sizes)
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    if device == "cuda":
+        dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    throughput: dict[str, float] = {}
+    reference: Any = None
+    for label, dtype in dtypes.items():
+        model = CrossEncoder(str(model_dir), device=device)
+        model.model.to(dtype)
+        with torch.inference_mode():
+            model.predict(pairs[: size * 2], batch_size=size, show_progress_bar=False)  # warm-up
+            t0 = time.perf_counter()
+            scores = np.asarray(model.predict(pairs, batch_size=size, show_progress_bar=False), float)
+            throughput[label] = len(pairs) / (time.perf_counter() - t0)
+        order = ""
+        if reference is None:
+            reference = scores
+        else:
+            taus = [
+                kendall_tau_b(reference[k : k + len(g)], scores[k : k + len(g)])
+                for k, g in zip(range(0, len(pairs), len(groups[0])), groups, strict=True)
+            ]
+            order = (f"  mean tau vs fp32={np.mean(taus):.4f}  min={np.min(taus):.4f}  "
+                     f"max |score diff|={np.max(np.abs(scores - reference)):.4f}")
+        log(f"RESULT precision {label}  batch_size={size}  pairs/s={throughput[label]:9.0f}  "
+            f"x fp32={throughput[label] / throughput['fp32']:5.2f}{order}")
+        del model
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    return throughput
+
+
+def batch_cost_phase(model_dir: Path, device: str, args: argparse.Namespace) -> dict[int, float]:
+    """The service's own cross-encoder backend (fp16 on CUDA, as served) over 100-document
+    requests, one at a time, at each ``--batch-costs`` value of ``batch_cost_tokens``: which cut of
+    a request's sorted pairs into passes pays on this device."""
+    from rerank_core.backends import build_backend
+    from rerank_core.config import CrossEncoderConfig
+
+    groups = scoring_groups(4 if args.quick else 32)
+    throughput: dict[int, float] = {}
+    for cost in args.batch_costs:
+        config = CrossEncoderConfig(
+            model=str(model_dir),
+            device=device,
+            batch_size=max(args.batch_sizes),
+            max_tokens_per_batch=131072,
+            batch_cost_tokens=cost,
+        )
+        backend = build_backend("gpu-check", config)
+        backend.score_pairs(groups[0])  # warm-up
+        t0 = time.perf_counter()
+        for group in groups:
+            backend.score_pairs(group)
+        throughput[cost] = len(groups) * len(groups[0]) / (time.perf_counter() - t0)
+        log(f"RESULT backend batch_cost_tokens={cost:6d}  100-document requests one at a time  "
+            f"pairs/s={throughput[cost]:9.0f}")
+    return throughput
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the check; the exit status (0, 1, 2) is in the module docstring."""
     args = parse_args(argv)
@@ -384,6 +529,8 @@ def main(argv: list[str] | None = None) -> int:
             f"request; {args.client_procs} client process(es) x {args.concurrency} in flight")
         served, failures = serve_phase(model_dir, device, args)
         local = inprocess_phase(model_dir, device, args)
+        precision_phase(model_dir, device, args)
+        batch_cost_phase(model_dir, device, args)
     if served and local:
         best_served, best_local = max(served.values()), max(local.values())
         log(f"RESULT best served {best_served:.0f} pairs/s = {100 * best_served / best_local:.0f}% "

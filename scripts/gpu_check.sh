@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # GPU check of the served cross-encoder (rerank_tools/gpu_check.py): builds the benchmark model offline,
 # deploys it on a local Ray with num_gpus: 1, checks the replica runs on CUDA, and prints pairs/s
-# through HTTP at several batch sizes next to in-process CrossEncoder.predict. About 3 minutes;
-# stopped after 5 (SIGINT first, so Serve and Ray are shut down through their API).
+# through HTTP at several batch sizes and for 100-document requests (p99), next to in-process
+# CrossEncoder.predict in fp32, fp16 and bf16 and the backend at several batch_cost_tokens. About 5 minutes;
+# stopped after 8 (SIGINT first, so Serve and Ray are shut down through their API).
 #
 #   scripts/gpu_check.sh                       # on a machine with an NVIDIA GPU
 #   scripts/gpu_check.sh --allow-cpu --quick   # smoke test of the script on CPU (tiny model)
@@ -30,4 +31,4 @@ else
     echo "[gpu-check] nvidia-smi not found"
 fi
 
-exec timeout --signal=INT --kill-after=30 300 "$PY" -m rerank_tools.gpu_check "$@"
+exec timeout --signal=INT --kill-after=30 480 "$PY" -m rerank_tools.gpu_check "$@"

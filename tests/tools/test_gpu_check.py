@@ -38,3 +38,27 @@ def test_gpu_check_exits_1_without_a_gpu() -> None:
     done = subprocess.run(GPU_CHECK, capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 1
     assert "no CUDA GPU" in done.stdout
+
+
+def test_the_latency_phase_and_the_in_process_phases_take_their_settings() -> None:
+    quick = gpu_check.parse_args(["--allow-cpu", "--quick"])
+    assert (quick.long_docs, quick.long_concurrency, quick.long_batch_size) == (100, 1, 32)
+    full = gpu_check.parse_args(["--batch-costs", "256,4096", "--long-concurrency", "4"])
+    assert full.batch_costs == [256, 4096] and full.long_concurrency == 4
+    for bad in (["--batch-costs", "a,b"], ["--long-docs", "0"]):
+        with pytest.raises(SystemExit):
+            gpu_check.parse_args(bad)
+
+
+def test_precision_and_batch_cost_phases_measure_the_tiny_model_on_cpu(
+    tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = gpu_check.parse_args(["--allow-cpu", "--quick", "--batch-costs", "64,100000"])
+    precision = gpu_check.precision_phase(tiny_model_dir, "cpu", args)
+    assert set(precision) == {"fp32", "bf16"} and min(precision.values()) > 0
+    costs = gpu_check.batch_cost_phase(tiny_model_dir, "cpu", args)
+    assert set(costs) == {64, 100000} and min(costs.values()) > 0
+    out = capsys.readouterr().out
+    # bf16 is compared with fp32 query by query; a tau of a half-precision order is printed.
+    assert "RESULT precision bf16" in out and "mean tau vs fp32=" in out
+    assert out.count("RESULT backend batch_cost_tokens=") == 2
