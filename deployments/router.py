@@ -29,12 +29,12 @@ from deployments.http_errors import install_error_handlers, request_id
 from deployments.metrics import RouterMetrics
 from deployments.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from deployments.stats import config_digest, merge_replica_stats, open_board
-from deployments.timing import start_request
+from deployments.timing import timing_headers
 from rerank_core.backends import Backend, build_backend
 from rerank_core.config import LOCAL_TYPES, load_config
 from rerank_core.errors import BackendTimeout, RerankError
 from rerank_core.fallback import CircuitBreaker, FallbackChain, build_chain
-from rerank_core.types import RankedResult
+from rerank_core.types import RankedResult, RankRequest
 from rerank_wire import (
     CohereResponse,
     CohereV1Request,
@@ -113,7 +113,6 @@ class Router:
         """Answer ``q`` through its route's chain within the request deadline; where its time went
         goes into ``headers``."""
         start = time.perf_counter()
-        timing = start_request()
         limits = self.service.limits
         check_limits(q, limits)
         route_name, chain = self.chain_for(q.model)
@@ -122,7 +121,7 @@ class Router:
         self.in_flight += 1
         try:
             result = await asyncio.wait_for(
-                chain.rerank(q.query, q.texts, q.top_n, long_documents=q.long_documents),
+                chain.run(RankRequest(q.query, q.texts, q.top_n, q.long_documents)),
                 timeout=limits.request_timeout_s,
             )
             backend = result.backend
@@ -136,7 +135,7 @@ class Router:
                 "".join(f"; skipped {s.backend} ({s.reason})" for s in result.skipped),
             )
             latency = time.perf_counter() - start
-            headers.update(timing.headers(latency))
+            headers.update(timing_headers(latency, result.timing))
             return route_name, result, latency
         except TimeoutError:
             status = "deadline"

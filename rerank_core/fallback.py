@@ -21,7 +21,14 @@ from rerank_core.errors import (
     BackendRateLimited,
     BackendTimeout,
 )
-from rerank_core.types import RankedResult, Scored, Skip
+from rerank_core.types import (
+    Answer,
+    LongDocuments,
+    RankedResult,
+    RankRequest,
+    Scored,
+    Skip,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +124,13 @@ class FallbackChain:
         documents: Sequence[str],
         top_n: int | None = None,
         *,
-        long_documents: str | None = None,
+        long_documents: LongDocuments | None = None,
     ) -> RankedResult:
+        """``run`` on a request made of these arguments."""
+        return await self.run(RankRequest(query, documents, top_n, long_documents))
+
+    async def run(self, request: RankRequest) -> RankedResult:
+        """The first member's answer to ``request``, as the class describes."""
         skipped: list[Skip] = []
         refusals: list[BackendRateLimited] = []
         for position, member in enumerate(self.members):
@@ -127,7 +139,7 @@ class FallbackChain:
                 skipped.append(Skip(name, "circuit breaker open"))
                 continue
             try:
-                results = await self._attempt(member, query, documents, top_n, long_documents)
+                answer = await self._attempt(member, request)
             except BackendError as exc:
                 if not exc.retryable:
                     member.breaker.record_success()  # the backend is up; the request was the problem
@@ -142,7 +154,11 @@ class FallbackChain:
                 continue
             member.breaker.record_success()
             return RankedResult(
-                results=results, backend=name, fallback=position > 0, skipped=skipped
+                results=answer.results,
+                backend=name,
+                fallback=position > 0,
+                skipped=skipped,
+                timing=answer.timing,
             )
         if refusals and len(refusals) == len(skipped):
             raise refusals[-1]
@@ -152,6 +168,7 @@ class FallbackChain:
                 + "; ".join(f"{s.backend}: {s.reason}" for s in skipped),
                 skipped=[{"backend": s.backend, "reason": s.reason} for s in skipped],
             )
+        documents, top_n = request.documents, request.top_n
         n = len(documents) if top_n is None else min(top_n, len(documents))
         return RankedResult(
             results=[Scored(index=i, score=0.0) for i in range(n)],
@@ -161,20 +178,12 @@ class FallbackChain:
             skipped=skipped,
         )
 
-    async def _attempt(
-        self,
-        member: ChainMember,
-        query: str,
-        documents: Sequence[str],
-        top_n: int | None,
-        long_documents: str | None,
-    ) -> list[Scored]:
+    async def _attempt(self, member: ChainMember, request: RankRequest) -> Answer:
         name = member.backend.name
         for attempt in range(member.retries + 1):
             try:
                 return await asyncio.wait_for(
-                    member.backend.rerank(query, documents, top_n, long_documents=long_documents),
-                    timeout=member.timeout_s,
+                    member.backend.answer(request), timeout=member.timeout_s
                 )
             except TimeoutError:
                 error: BackendError = BackendTimeout(

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from rerank_tools.tiny_models import EXAMPLES
-from tests.serving.conftest import METRICS_PORT, ServedApp
+from tests.serving.conftest import METRICS_PORT, ServedApp, settled_stats
 
 pytestmark = pytest.mark.serve
 
@@ -107,7 +107,7 @@ def test_api_backend_through_the_service(app: ServedApp) -> None:
 
 
 def test_concurrent_requests_share_batches(app: ServedApp) -> None:
-    before = app.get("/v1/stats").json()["models"]["tiny"]
+    before = settled_stats(lambda: app.get("/v1/stats").json()["models"]["tiny"])
     errors: list[str] = []
 
     def client() -> None:
@@ -122,7 +122,7 @@ def test_concurrent_requests_share_batches(app: ServedApp) -> None:
     for t in threads:
         t.join()
     assert not errors
-    after = app.get("/v1/stats").json()["models"]["tiny"]
+    after = settled_stats(lambda: app.get("/v1/stats").json()["models"]["tiny"])
     assert after["pairs"] - before["pairs"] == 12 * 3 * len(DOCS)
     new_sizes = {
         int(size): count - before["sizes"].get(size, 0)
