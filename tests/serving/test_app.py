@@ -253,3 +253,23 @@ def test_every_answer_says_where_its_time_went(app: ServedApp) -> None:
     # An API backend's answer has no model time in it.
     api = app.post("/rerank", {"query": "purr cat", "documents": DOCS, "model": "api"}).headers
     assert (api["X-Pairs"], api["X-Inference-Time"]) == ("0", "0.0")
+
+
+def test_the_served_model_and_the_in_process_cli_score_alike(app: ServedApp) -> None:
+    """The Serve deployment and the ``rerank`` CLI run the same scoring engine: the same ranking
+    and the same raw scores for the same model and request."""
+    import asyncio
+
+    from rerank_core.cli import rerank_with
+    from rerank_core.config import load_config
+
+    documents = [*DOCS, "the cat purred on the warm mat", "stock prices fell sharply today"]
+    served = app.post("/rerank", {"query": EX.query, "documents": documents, "model": "tiny"})
+    assert served.status_code == 200, served.text
+    local = asyncio.run(rerank_with(load_config(app.config), "tiny", EX.query, documents, None))
+    assert local.backend == "tiny"
+    got = served.json()["results"]
+    assert [r["index"] for r in got] == [s.index for s in local.results]
+    assert [r["raw_score"] for r in got] == pytest.approx(
+        [s.raw_score for s in local.results], abs=1e-6
+    )
