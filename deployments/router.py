@@ -19,6 +19,7 @@ from typing import Any
 import ray
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from ray import serve
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
@@ -62,6 +63,14 @@ install_error_handlers(api)
 
 AUTH = [Depends(require_key)]
 JSON_BODY = [Depends(require_key), Depends(require_json)]
+
+
+def json_response(body: BaseModel, headers: dict[str, str]) -> Response:
+    """``body`` as JSON, serialised once by pydantic (the model validated it when it was built, so
+    FastAPI's ``response_model`` is left to the OpenAPI schema)."""
+    return Response(
+        body.model_dump_json(exclude_none=True), media_type="application/json", headers=headers
+    )
 
 
 @serve.deployment(name="Router")
@@ -158,13 +167,12 @@ class Router:
         response_model_exclude_none=True,
         dependencies=JSON_BODY,
     )
-    async def rerank(
-        self, body: RerankRequest, request: Request, response: Response
-    ) -> RerankResponse:
+    async def rerank(self, body: RerankRequest, request: Request) -> Response:
         """Rerank documents; the service's own request and answer."""
         q = from_service_request(body)
-        route_name, result, latency = await self.run(q, response.headers)
-        return RerankResponse.model_validate(
+        headers: dict[str, str] = {}
+        route_name, result, latency = await self.run(q, headers)
+        answer = RerankResponse.model_validate(
             {
                 "id": request_id(request),
                 "model": route_name,
@@ -186,8 +194,9 @@ class Router:
                 ],
             }
         )
+        return json_response(answer, headers)
 
-    async def _cohere(self, q: RerankQuery, request: Request, version: str) -> JSONResponse:
+    async def _cohere(self, q: RerankQuery, request: Request, version: str) -> Response:
         headers: dict[str, str] = {}
         route_name, result, _ = await self.run(q, headers)
         body = CohereResponse.model_validate(
@@ -215,15 +224,15 @@ class Router:
                 "X-Rerank-Degraded": str(result.degraded).lower(),
             }
         )
-        return JSONResponse(body.model_dump(exclude_none=True), headers=headers)
+        return json_response(body, headers)
 
     @api.post("/v2/rerank", response_model=CohereResponse, dependencies=JSON_BODY)
-    async def rerank_cohere_v2(self, body: CohereV2Request, request: Request) -> JSONResponse:
+    async def rerank_cohere_v2(self, body: CohereV2Request, request: Request) -> Response:
         """Cohere v2 compatible: point the cohere SDK's ``base_url`` here."""
         return await self._cohere(from_cohere_request(body), request, "2")
 
     @api.post("/v1/rerank", response_model=CohereResponse, dependencies=JSON_BODY)
-    async def rerank_cohere_v1(self, body: CohereV1Request, request: Request) -> JSONResponse:
+    async def rerank_cohere_v1(self, body: CohereV1Request, request: Request) -> Response:
         """Cohere v1 and Jina compatible."""
         return await self._cohere(from_cohere_request(body), request, "1")
 
