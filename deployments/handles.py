@@ -15,6 +15,7 @@ from ray.serve.exceptions import (
 from ray.serve.handle import DeploymentHandle
 
 from deployments.timing import record_model
+from rerank_core.admission import ModelQueue
 from rerank_core.backends import Backend
 from rerank_core.errors import BackendError, BackendRateLimited, BackendUnavailable
 from rerank_core.types import LongDocuments, Scored
@@ -32,9 +33,11 @@ class DeploymentBackend(Backend):
     (another backend can still answer).
     """
 
-    def __init__(self, name: str, handle: DeploymentHandle) -> None:
+    def __init__(self, name: str, handle: DeploymentHandle, queue: ModelQueue | None = None) -> None:
         self.name = name
         self.handle = handle
+        #: What this router knows of the model's queue (``rerank_core.admission``).
+        self.queue = queue or ModelQueue(name, None, float("inf"))
 
     async def rerank(
         self,
@@ -43,6 +46,18 @@ class DeploymentBackend(Backend):
         top_n: int | None = None,
         *,
         long_documents: LongDocuments | None = None,
+    ) -> list[Scored]:
+        # Refused here, before any hop to a replica, when the answer would come past the deadline.
+        self.queue.admit(len(documents))
+        with self.queue.outstanding(len(documents)):
+            return await self._call(query, documents, top_n, long_documents)
+
+    async def _call(
+        self,
+        query: str,
+        documents: Sequence[str],
+        top_n: int | None,
+        long_documents: LongDocuments | None,
     ) -> list[Scored]:
         try:
             answer = await self.handle.rerank.remote(query, list(documents), top_n, long_documents)
