@@ -47,6 +47,8 @@ FAILURE_DETECTION = {
     "RAY_health_check_timeout_ms": "2000",
     "RAY_health_check_failure_threshold": "5",
 }
+#: Starts of a node before its failure to start is the caller's.
+NODE_START_TRIES = 2
 
 
 def free_port() -> int:
@@ -87,6 +89,10 @@ def free_port_block(count: int = 100, tries: int = 50, taken: frozenset[int] = f
             for s in sockets:
                 s.close()
     raise RuntimeError(f"no block of {count} free ports outside {low}-{high}")
+
+
+class NodeExited(RuntimeError):
+    """A node's ``ray start`` exited while it was awaited."""
 
 
 def _ray_cli() -> str:
@@ -259,14 +265,15 @@ class LocalCluster:
             **self.env,
         }
 
-    def _gcs_env(self) -> dict[str, str]:
+    def _gcs_env(self, start: int) -> dict[str, str]:
         """The head's environment for a GCS kept in Redis (what KubeRay sets from the RayService's
-        ``gcsFaultToleranceOptions``): the address, and a namespace of its own in that Redis."""
+        ``gcsFaultToleranceOptions``): the address, and a namespace of its own in that Redis (one
+        per start of the head, so a head started again never reads a failed start's tables)."""
         if self.redis_address is None:
             return {}
         return {
             "RAY_REDIS_ADDRESS": self.redis_address,
-            "RAY_external_storage_namespace": self.temp_dir.name,
+            "RAY_external_storage_namespace": f"{self.temp_dir.name}-{start}",
         }
 
     def _start(
@@ -313,31 +320,51 @@ class LocalCluster:
         With ``redis_address`` the head is started without ``--block``, whose watch would tear the
         whole head down (proxy and Router included) when the GCS dies: a lost GCS is then one
         process to bring back, as a supervisor (Kubernetes, systemd) would."""
-        head = self._start(
-            "head",
-            [
-                "--head",
-                f"--port={self.gcs_port}",
-                f"--temp-dir={self.temp_dir}",
-                "--include-dashboard=true",
-                "--dashboard-host=127.0.0.1",
-                f"--dashboard-port={self.dashboard_port}",
-                f"--ray-client-server-port={free_port()}",
-                f"--metrics-export-port={self.metrics_port}",
-            ],
-            self.head_resources,
-            self.head_cpus,
-            blocking=self.redis_address is None,
-            env=self._gcs_env(),
-        )
-        self._wait(lambda: self._dashboard_up(), 120, "the head's dashboard", head)
-        return head
+
+        def start(attempt: int) -> Node:
+            return self._start(
+                "head",
+                [
+                    "--head",
+                    f"--port={self.gcs_port}",
+                    f"--temp-dir={self.temp_dir}",
+                    "--include-dashboard=true",
+                    "--dashboard-host=127.0.0.1",
+                    f"--dashboard-port={self.dashboard_port}",
+                    f"--ray-client-server-port={free_port()}",
+                    f"--metrics-export-port={self.metrics_port}",
+                ],
+                self.head_resources,
+                self.head_cpus,
+                blocking=self.redis_address is None,
+                env=self._gcs_env(attempt),
+            )
+
+        return self._start_node(start, self._dashboard_up, "the head's dashboard")
 
     def add_worker(self, name: str, cpus: float, resources: dict[str, float]) -> Node:
         """A worker node joining the head; returns once the cluster counts it alive."""
-        node = self._start(name, [f"--address={self.address}"], resources, cpus)
-        self._wait(lambda: self.alive_nodes_with(resources), 120, f"worker {name}", node)
-        return node
+        return self._start_node(
+            lambda _: self._start(name, [f"--address={self.address}"], resources, cpus),
+            lambda: self.alive_nodes_with(resources),
+            f"worker {name}",
+        )
+
+    def _start_node(self, start: Callable[[int], Node], ready: Callable[[], object], what: str) -> Node:
+        """``start(attempt)`` until ``ready()``; a node whose ``ray start`` gave up is stopped and
+        started once more: Ray allows a raylet a fixed 30 s to register, which a loaded machine
+        can miss."""
+        for attempt in range(NODE_START_TRIES):
+            node = start(attempt)
+            try:
+                self._wait(ready, 120, what, node)
+                return node
+            except NodeExited:
+                self.stop_node(node)
+                self.nodes.remove(node)
+                if attempt + 1 == NODE_START_TRIES:
+                    raise
+        raise AssertionError("unreachable")
 
     def alive_nodes_with(self, resources: dict[str, float]) -> list[str]:
         """Ids of alive nodes that offer every resource in ``resources``."""
@@ -419,7 +446,7 @@ class LocalCluster:
             # A non-blocking ``ray start`` exits 0 once its node is up.
             code = node.process.poll()
             if code is not None and (node.blocking or code != 0):
-                raise RuntimeError(f"{what} exited: {node.log_path.read_text()[-3000:]}")
+                raise NodeExited(f"{what} exited: {node.log_path.read_text()[-3000:]}")
             # The state API answers errors of its own while the GCS it asks is not up yet.
             with contextlib.suppress(requests.RequestException, RayStateApiException):
                 if ready():
