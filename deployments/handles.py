@@ -13,6 +13,7 @@ from ray.serve.exceptions import (
 )
 from ray.serve.handle import DeploymentHandle
 
+from rerank_core.admission import ModelQueue
 from rerank_core.backends import Backend
 from rerank_core.errors import BackendError, BackendRateLimited, BackendUnavailable
 from rerank_core.types import Answer, RankRequest
@@ -30,11 +31,20 @@ class DeploymentBackend(Backend):
     (another backend can still answer).
     """
 
-    def __init__(self, name: str, handle: DeploymentHandle) -> None:
+    def __init__(self, name: str, handle: DeploymentHandle, queue: ModelQueue | None = None) -> None:
         self.name = name
         self.handle = handle
+        #: What this router knows of the model's queue (``rerank_core.admission``).
+        self.queue = queue or ModelQueue(name, None, float("inf"))
 
     async def answer(self, request: RankRequest) -> Answer:
+        # Refused here, before any hop to a replica, when the answer would come past the deadline.
+        n = len(request.documents)
+        self.queue.admit(n)
+        with self.queue.outstanding(n):
+            return await self._call(request)
+
+    async def _call(self, request: RankRequest) -> Answer:
         try:
             answer: Answer = await self.handle.answer.remote(request)
         except BackPressureError:

@@ -31,6 +31,7 @@ from deployments.metrics import RouterMetrics
 from deployments.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from deployments.stats import config_digest, merge_replica_stats, open_board
 from deployments.timing import timing_headers
+from rerank_core.admission import model_queues
 from rerank_core.backends import Backend, build_backend
 from rerank_core.config import LOCAL_TYPES, load_config
 from rerank_core.errors import BackendTimeout, RerankError
@@ -93,9 +94,11 @@ class Router:
             )
         api.state.service_keys = keys if auth.enabled else None
         self.backends: dict[str, Backend] = {}
+        #: This replica's view of each local model's queue: admission and attempt deadlines.
+        self.queues = model_queues(self.service)
         for name, cfg in self.service.backends.items():
             if cfg.type in LOCAL_TYPES:
-                self.backends[name] = DeploymentBackend(name, model_handles[name])
+                self.backends[name] = DeploymentBackend(name, model_handles[name], self.queues[name])
             elif cfg.api_key() is None:
                 self.backends[name] = DisabledBackend(name, cfg.api_key_env)
                 log.warning("backend %s disabled: %s is not set", name, cfg.api_key_env)
@@ -112,7 +115,7 @@ class Router:
         route_name, route = self.service.resolve_route(model)
         chain = self.chains.get(route_name)
         if chain is None:
-            chain = build_chain(route, self.backends, self.breakers)
+            chain = build_chain(route, self.backends, self.breakers, self.queues)
             self.chains[route_name] = chain
         return route_name, chain
 

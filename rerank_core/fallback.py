@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from rerank_core.admission import ModelQueue
+from rerank_core.attempts import AttemptDeadline, hedged
 from rerank_core.backends.base import Backend
 from rerank_core.config import BreakerConfig, RouteConfig
 from rerank_core.errors import (
@@ -92,6 +94,8 @@ class ChainMember:
     timeout_s: float = 10.0
     retries: int = 1
     backoff_s: float = 0.05
+    #: The deadline by the work an attempt carries, and its hedge (None: ``timeout_s``, no hedge).
+    deadline: AttemptDeadline | None = None
 
 
 class FallbackChain:
@@ -181,13 +185,19 @@ class FallbackChain:
     async def _attempt(self, member: ChainMember, request: RankRequest) -> Answer:
         name = member.backend.name
         for attempt in range(member.retries + 1):
+            deadline = member.deadline
+            timeout_s = member.timeout_s if deadline is None else deadline.timeout_s(len(request.documents))
             try:
                 return await asyncio.wait_for(
-                    member.backend.answer(request), timeout=member.timeout_s
+                    hedged(
+                        lambda: member.backend.answer(request),
+                        None if deadline is None else deadline.hedge_after_s(timeout_s),
+                    ),
+                    timeout=timeout_s,
                 )
             except TimeoutError:
                 error: BackendError = BackendTimeout(
-                    f"{name} did not answer within {member.timeout_s:g}s", backend=name
+                    f"{name} did not answer within {timeout_s:g}s", backend=name
                 )
             except BackendError as exc:
                 if not exc.retryable:
@@ -199,9 +209,13 @@ class FallbackChain:
 
 
 def build_chain(
-    route: RouteConfig, backends: Mapping[str, Backend], breakers: Mapping[str, CircuitBreaker]
+    route: RouteConfig,
+    backends: Mapping[str, Backend],
+    breakers: Mapping[str, CircuitBreaker],
+    queues: Mapping[str, ModelQueue] | None = None,
 ) -> FallbackChain:
-    """The chain a route describes, over already-built backends and their shared breakers."""
+    """The chain a route describes, over already-built backends and their shared breakers; a
+    backend with a queue in ``queues`` (a local model) gets attempts bounded by their work."""
     members = [
         ChainMember(
             backend=backends[name],
@@ -209,6 +223,7 @@ def build_chain(
             timeout_s=route.timeout_s,
             retries=route.retries,
             backoff_s=route.backoff_s,
+            deadline=AttemptDeadline(route, (queues or {}).get(name)),
         )
         for name in route.backends
     ]

@@ -38,8 +38,24 @@ class RouteSettings(StrictModel):
     """How a chain tries its backends (a route's settings, and those of a request that names one
     backend directly)."""
 
-    #: Per-attempt deadline for each backend.
+    #: Per-attempt deadline for each backend; for a local model whose ``serving.pairs_per_s`` is
+    #: set, the ceiling of its work-bound deadline (``rerank_core.attempts.attempt_timeout``).
     timeout_s: float = Field(10.0, gt=0)
+    #: The floor of a local model's work-bound attempt deadline. 2 s: a small request's proxy hop,
+    #: batch wait and forward pass take tenths of a second on a CPU, so 2 s leaves room for a busy
+    #: moment, yet a request sent to a replica on a lost node is retried within seconds.
+    min_timeout_s: float = Field(2.0, gt=0)
+    #: A local model's attempt may take this many times its expected time (the pairs ahead of it
+    #: and its own at the model's rate) before it counts as lost. 3: rates vary with document
+    #: length and batch company; a healthy but slow attempt given up would be retried, doubling
+    #: its work.
+    attempt_slack: float = Field(3.0, ge=1)
+    #: Fraction of an attempt's deadline after which a second attempt of the same backend is sent
+    #: while the first still runs, the first answer winning (The Tail at Scale's hedged requests).
+    #: None (the default): no hedge, since on busy replicas it doubles the work of exactly the
+    #: requests that are slow because the replicas are busy, and a lost replica is already
+    #: retried at the attempt deadline. Worth it with several replicas and capacity to spare.
+    hedge_after: float | None = Field(None, gt=0, lt=1)
     #: Retries of one backend on retryable errors before moving on.
     retries: int = Field(1, ge=0)
     backoff_s: float = Field(0.05, ge=0)
