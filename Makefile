@@ -48,8 +48,11 @@ lock:
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -o $(DEV_LOCK)
 	$(VENV)/bin/uv pip compile pyproject.toml --extra serve $(LOCK_FLAGS) -o $(SERVE_LOCK)
 
+# The two benchmark models: MiniLM-L6's compute, and the near-free one (1 layer, hidden 32, the same
+# tokenizer) on which a server's throughput is its serving path's cost.
 bench-model: setup
 	$(VENV)/bin/rerank-bench-model models/bench-minilm-l6-cross-encoder
+	$(VENV)/bin/rerank-bench-model --near-free models/bench-near-free-cross-encoder
 
 gpu-check: setup
 	scripts/gpu_check.sh
