@@ -9,7 +9,11 @@ Everything is bounded: each cell by ``--duration`` and ``--max-requests``, the r
 ``--max-total-s``. ``--runtimes`` adds the in-process throughput of the same model in each listed
 runtime (onnx, onnx-int8, openvino, openvino-int8, torch-bf16, openvino-bf16, ...) with
 torch fp32's in the same run
-(``rerank_tools.benchmark.runtimes``).
+(``rerank_tools.benchmark.runtimes``). ``--infinity`` sweeps the peer, Infinity, started here from its
+own venv once per listed dtype (``rerank_tools.benchmark.infinity_server``); ``--url-client infinity``
+measures an Infinity already running at ``--url``. ``--cells`` picks cells (``10x1,10x32,100x8``:
+documents x concurrency) instead of the grid; with it the ceiling is measured per document count.
+``--check-scores N`` compares every target's scores on N requests with in-process ``predict``.
 
 Example::
 
@@ -26,6 +30,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -39,8 +44,11 @@ from rerank_tools.benchmark.ceiling import (
     measure_ceiling,
     time_request,
 )
+from rerank_tools.benchmark.infinity_server import CPU_DTYPES, DEFAULT_VENV, InfinityServer
 from rerank_tools.benchmark.loadgen import (
+    CLIENT_KINDS,
     CellResult,
+    ClientKind,
     RequestSample,
     check_loopback,
     load_traffic,
@@ -49,6 +57,7 @@ from rerank_tools.benchmark.loadgen import (
 from rerank_tools.benchmark.naive_server import NaiveServer
 from rerank_tools.benchmark.plot import plot_sweep
 from rerank_tools.benchmark.runtimes import load_runtimes, measure_runtimes, runtime_labels
+from rerank_tools.benchmark.scores import Reference, check_scores, predict_reference
 from rerank_tools.evaluation.loaders import DatasetError
 
 Emit = Callable[[dict[str, Any]], None]
@@ -68,6 +77,31 @@ def _ints(text: str) -> list[int]:
     return values
 
 
+def _cells(text: str) -> list[tuple[int, int]]:
+    """``--cells``: comma-separated ``DOCSxCONCURRENCY`` pairs, e.g. ``10x1,10x32,100x8``."""
+    cells = []
+    for item in (v.strip() for v in text.split(",") if v.strip()):
+        docs, sep, concurrency = item.partition("x")
+        try:
+            cell = (int(docs), int(concurrency))
+        except ValueError:
+            cell = (0, 0)
+        if not sep or min(cell) < 1:
+            raise argparse.ArgumentTypeError(f"expected DOCSxCONCURRENCY like 10x32, not {item!r}")
+        cells.append(cell)
+    if not cells:
+        raise argparse.ArgumentTypeError("no cells given")
+    return cells
+
+
+def _dtypes(text: str) -> list[str]:
+    dtypes = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in dtypes if v not in CPU_DTYPES]
+    if not dtypes or unknown:
+        raise argparse.ArgumentTypeError(f"expected dtypes among {', '.join(CPU_DTYPES)}, not {text!r}")
+    return dtypes
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rerank-bench",
@@ -78,10 +112,22 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--url", help="base URL of the running service (127.0.0.1/localhost only)")
     target.add_argument("--model", help="route or backend name to ask for")
     target.add_argument("--api-key-env", help="environment variable holding the service API key")
+    target.add_argument(
+        "--url-client",
+        choices=CLIENT_KINDS,
+        default="service",
+        help="request shape --url speaks: the service's /rerank or Infinity's",
+    )
+    target.add_argument("--label", default="served", help="target name of --url in the records")
 
     sweep = parser.add_argument_group("the sweep")
     sweep.add_argument("--concurrency", type=_ints, default=[1, 4, 16, 32, 64])
     sweep.add_argument("--docs", type=_ints, default=[10, 100], help="documents per request")
+    sweep.add_argument(
+        "--cells",
+        type=_cells,
+        help="DOCSxCONCURRENCY cells instead of the --docs x --concurrency grid, e.g. 10x1,10x32,100x8",
+    )
     sweep.add_argument("--duration", type=float, default=10.0, help="seconds per cell")
     sweep.add_argument("--max-requests", type=int, default=5000, help="requests per cell")
     sweep.add_argument("--warmup", type=int, default=2, help="unmeasured requests per cell")
@@ -107,6 +153,22 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--ceiling-max-s", type=float, default=30.0, help="seconds per batch size")
     model.add_argument("--naive", action="store_true", help="sweep the naive FastAPI baseline too")
     model.add_argument("--naive-startup-s", type=float, default=180.0)
+    model.add_argument(
+        "--check-scores",
+        type=int,
+        default=0,
+        metavar="N",
+        help="compare each target's scores on N requests with in-process predict (0: off)",
+    )
+    peer = parser.add_argument_group("the peer: Infinity (benchmarks/setup_infinity.sh installs it)")
+    peer.add_argument(
+        "--infinity",
+        type=_dtypes,
+        help="sweep Infinity on --model-dir, once per weight dtype listed (e.g. bfloat16,float32)",
+    )
+    peer.add_argument("--infinity-venv", type=Path, default=DEFAULT_VENV)
+    peer.add_argument("--infinity-batch-size", type=int, default=32)
+    peer.add_argument("--infinity-startup-s", type=float, default=300.0)
     model.add_argument(
         "--threads", type=int, default=os.cpu_count() or 1, help="torch threads (ceiling, naive)"
     )
@@ -138,53 +200,97 @@ class Reporter:
             out.flush()
 
 
+def _grid(args: argparse.Namespace) -> list[tuple[int, int]]:
+    """The (documents, concurrency) cells of the run, in the order they are swept."""
+    if args.cells:
+        return list(args.cells)
+    return [(docs, concurrency) for docs in args.docs for concurrency in args.concurrency]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A server to sweep: its name in the records, URL, request shape and the model name to ask."""
+
+    name: str
+    url: str
+    client: ClientKind = "service"
+    model: str | None = None
+
+
 def _sweep(
-    url: str,
-    target: str,
+    target: Target,
     traffic: dict[int, list[RequestSample]],
     args: argparse.Namespace,
     deadline: float,
     emit: Emit,
-    ceiling: float | None,
+    ceilings: dict[int, float],
     api_key: str | None = None,
 ) -> list[CellResult]:
-    """Every (docs, concurrency) cell against ``url``, each cut to the time left."""
+    """Every cell against ``target``, each cut to the time left."""
     cells = []
-    for docs, samples in traffic.items():
-        for concurrency in args.concurrency:
-            left = deadline - time.monotonic()
-            if left < 1.0:
-                emit(
-                    {
-                        "kind": "cell_skipped",
-                        "target": target,
-                        "concurrency": concurrency,
-                        "docs_per_request": docs,
-                        "reason": "--max-total-s reached",
-                    }
-                )
-                continue
-            cell = asyncio.run(
-                run_cell(
-                    url,
-                    samples,
-                    concurrency,
-                    target=target,
-                    duration_s=min(args.duration, left),
-                    max_requests=args.max_requests,
-                    warmup_requests=args.warmup,
-                    timeout_s=args.timeout,
-                    model=args.model if target == "served" else None,
-                    top_n=args.top_n,
-                    api_key=api_key,
-                )
+    for docs, concurrency in _grid(args):
+        left = deadline - time.monotonic()
+        if left < 1.0:
+            emit(
+                {
+                    "kind": "cell_skipped",
+                    "target": target.name,
+                    "concurrency": concurrency,
+                    "docs_per_request": docs,
+                    "reason": "--max-total-s reached",
+                }
             )
-            record = cell.to_dict()
-            if ceiling:
-                record["vs_ceiling"] = cell.pairs_per_s / ceiling
-            emit(record)
-            cells.append(cell)
+            continue
+        cell = asyncio.run(
+            run_cell(
+                target.url,
+                traffic[docs],
+                concurrency,
+                target=target.name,
+                duration_s=min(args.duration, left),
+                max_requests=args.max_requests,
+                warmup_requests=args.warmup,
+                timeout_s=args.timeout,
+                model=target.model,
+                top_n=args.top_n,
+                api_key=api_key,
+                client=target.client,
+            )
+        )
+        record = cell.to_dict()
+        if ceilings.get(docs):
+            record["vs_ceiling"] = cell.pairs_per_s / ceilings[docs]
+        emit(record)
+        cells.append(cell)
     return cells
+
+
+def _measure(
+    target: Target,
+    traffic: dict[int, list[RequestSample]],
+    args: argparse.Namespace,
+    deadline: float,
+    emit: Emit,
+    ceilings: dict[int, float],
+    reference: Reference | None,
+    api_key: str | None = None,
+) -> list[CellResult]:
+    """``target``'s score check (when asked for), then its sweep."""
+    if reference is not None:
+        samples = traffic[_grid(args)[0][0]][: args.check_scores]
+        emit(
+            check_scores(
+                target.url,
+                target.client,
+                samples,
+                reference,
+                target=target.name,
+                model=target.model,
+                api_key=api_key,
+                timeout_s=args.timeout,
+            )
+        )
+    return _sweep(target, traffic, args, deadline, emit, ceilings, api_key)
 
 
 def _cell(cells: Sequence[CellResult], concurrency: int, docs: int) -> CellResult | None:
@@ -230,18 +336,36 @@ def _comparison(
 
 
 def _measure_ceiling(
-    args: argparse.Namespace, traffic: dict[int, list[RequestSample]], emit: Emit
-) -> tuple[BatchMeasurement, float | None]:
-    """The ceiling over the sweep's own pairs, and the in-process time of one 100-doc request."""
-    model = load_cross_encoder(args.model_dir, args.threads)
-    pairs = [p for samples in traffic.values() for s in samples for p in s.pairs]
-    measurements = measure_ceiling(
-        model, pairs[: args.ceiling_pairs], args.ceiling_batch_sizes, args.ceiling_max_s
-    )
-    for m in measurements:
-        emit(m.to_dict())
-    top = best(measurements)
-    emit({**top.to_dict(), "kind": "ceiling_best"})
+    args: argparse.Namespace, traffic: dict[int, list[RequestSample]], emit: Emit, model: Any
+) -> tuple[BatchMeasurement, float | None, dict[int, float]]:
+    """The ceiling over the sweep's own pairs, the in-process time of one 100-doc request, and the
+    ceiling each cell is compared with: with ``--cells``, measured on that document count's pairs
+    (short requests have shorter pairs), else the one ceiling over all pairs."""
+    if args.cells:
+        per_docs: dict[int, float] = {}
+        tops = []
+        for docs, samples in traffic.items():
+            pairs = [p for s in samples for p in s.pairs]
+            measurements = measure_ceiling(
+                model, pairs[: args.ceiling_pairs], args.ceiling_batch_sizes, args.ceiling_max_s
+            )
+            for m in measurements:
+                emit({**m.to_dict(), "docs_per_request": docs})
+            top = best(measurements)
+            emit({**top.to_dict(), "kind": "ceiling_best", "docs_per_request": docs})
+            per_docs[docs] = top.pairs_per_s
+            tops.append(top)
+        top = best(tops)
+    else:
+        pairs = [p for samples in traffic.values() for s in samples for p in s.pairs]
+        measurements = measure_ceiling(
+            model, pairs[: args.ceiling_pairs], args.ceiling_batch_sizes, args.ceiling_max_s
+        )
+        for m in measurements:
+            emit(m.to_dict())
+        top = best(measurements)
+        emit({**top.to_dict(), "kind": "ceiling_best"})
+        per_docs = dict.fromkeys(traffic, top.pairs_per_s)
     request = traffic[LATENCY_DOCS][0] if LATENCY_DOCS in traffic else None
     request_s = time_request(model, request.pairs, top.batch_size) if request else None
     if request_s is not None:
@@ -253,7 +377,7 @@ def _measure_ceiling(
                 "batch_size": top.batch_size,
             }
         )
-    return top, request_s
+    return top, request_s, per_docs
 
 
 def _runtime_sweep(args: argparse.Namespace, candidates: Path, emit: Emit) -> None:
@@ -271,15 +395,16 @@ def _runtime_sweep(args: argparse.Namespace, candidates: Path, emit: Emit) -> No
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser, stdout: TextIO) -> dict[str, Any]:
     """The whole benchmark; returns the summary record (also the last line written)."""
-    if not (args.url or args.naive or args.ceiling or args.runtimes):
-        parser.error("nothing to measure: give --url, --naive, --ceiling and/or --runtimes")
+    if not (args.url or args.naive or args.ceiling or args.runtimes or args.infinity):
+        parser.error("nothing to measure: give --url, --naive, --ceiling, --infinity and/or --runtimes")
     url = None
     if args.url:
         try:
             url = check_loopback(args.url)
         except ValueError as exc:
             parser.error(str(exc))
-    if (args.naive or args.ceiling or args.runtimes) and not args.model_dir.is_dir():
+    needs_model = args.naive or args.ceiling or args.runtimes or args.infinity or args.check_scores
+    if needs_model and not args.model_dir.is_dir():
         parser.error(f"--model-dir {args.model_dir} is not a directory")
     api_key = None
     if args.api_key_env:
@@ -290,6 +415,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, stdout: TextI
     out_dir = args.output_dir or Path("runs") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
     out_dir.mkdir(parents=True, exist_ok=True)
     candidates = args.candidates or args.data_dir / "trec-dl20" / "candidates.jsonl"
+    grid = _grid(args)
 
     with (out_dir / "results.jsonl").open("w") as results_file:
         emit = Reporter(stdout, results_file)
@@ -297,27 +423,38 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, stdout: TextI
             {
                 "kind": "config",
                 "url": url,
+                "label": args.label if url else None,
                 "model": args.model,
                 "concurrency": args.concurrency,
                 "docs": args.docs,
+                "cells": [list(c) for c in args.cells] if args.cells else None,
                 "duration_s": args.duration,
                 "max_requests": args.max_requests,
                 "torch_threads": args.threads,
                 "cpu_count": os.cpu_count(),
-                "model_dir": str(args.model_dir) if (args.naive or args.ceiling or args.runtimes) else None,
+                "model_dir": str(args.model_dir) if needs_model else None,
                 "runtimes": args.runtimes,
+                "infinity": args.infinity,
                 "candidates": str(candidates),
             }
         )
-        traffic = {d: load_traffic(candidates, d, args.samples, seed=args.seed + d) for d in args.docs}
+        traffic = {
+            d: load_traffic(candidates, d, args.samples, seed=args.seed + d)
+            for d in dict.fromkeys(docs for docs, _ in grid)
+        }
         if args.runtimes:
             _runtime_sweep(args, candidates, emit)
-        ceiling, request_s = _measure_ceiling(args, traffic, emit) if args.ceiling else (None, None)
-        ceiling_rate = ceiling.pairs_per_s if ceiling else None
+        in_process = args.ceiling or args.check_scores
+        model = load_cross_encoder(args.model_dir, args.threads) if in_process else None
+        ceiling, request_s, ceilings = (
+            _measure_ceiling(args, traffic, emit, model) if args.ceiling else (None, None, {})
+        )
+        reference = predict_reference(model) if args.check_scores else None
         served: list[CellResult] = []
         if url:
             _preflight(url)
-            served = _sweep(url, "served", traffic, args, deadline, emit, ceiling_rate, api_key)
+            target = Target(args.label, url, args.url_client, args.model)
+            served = _measure(target, traffic, args, deadline, emit, ceilings, reference, api_key)
         naive: list[CellResult] = []
         if args.naive and deadline - time.monotonic() > 1.0:
             server = NaiveServer(
@@ -335,20 +472,65 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, stdout: TextI
                         "torch_threads": args.threads,
                     }
                 )
-                naive = _sweep(server.url, "naive", traffic, args, deadline, emit, ceiling_rate)
+                naive = _measure(
+                    Target("naive", server.url), traffic, args, deadline, emit, ceilings, reference
+                )
+        peers: list[CellResult] = []
+        for dtype in args.infinity or []:
+            if deadline - time.monotonic() <= 1.0:
+                break
+            peers += _sweep_infinity(dtype, traffic, args, deadline, emit, ceilings, reference, out_dir)
         emit(_comparison(served, naive, ceiling, request_s))
+        swept = [*served, *naive, *peers]
         # A runtime-only run has no cells to plot.
-        plot = plot_sweep([*served, *naive], out_dir / "sweep.png", ceiling_rate) if served or naive else None
+        plot = (
+            plot_sweep(swept, out_dir / "sweep.png", ceiling.pairs_per_s if ceiling else None)
+            if swept
+            else None
+        )
         summary = {
             "kind": "summary",
-            "cells": len(served) + len(naive),
-            "errors": sum(c.errors for c in [*served, *naive]),
+            "cells": len(swept),
+            "errors": sum(c.errors for c in swept),
             "torch_threads": args.threads,
             "results_file": str(out_dir / "results.jsonl"),
             "plot": str(plot) if plot else None,
         }
         emit(summary)
     return summary
+
+
+def _sweep_infinity(
+    dtype: str,
+    traffic: dict[int, list[RequestSample]],
+    args: argparse.Namespace,
+    deadline: float,
+    emit: Emit,
+    ceilings: dict[int, float],
+    reference: Reference | None,
+    out_dir: Path,
+) -> list[CellResult]:
+    """Start Infinity with ``dtype`` weights, check and sweep it, stop it: one server at a time."""
+    server = InfinityServer(
+        args.model_dir,
+        dtype,
+        venv=args.infinity_venv,
+        batch_size=args.infinity_batch_size,
+        startup_timeout_s=min(args.infinity_startup_s, deadline - time.monotonic()),
+        log_path=out_dir / f"infinity-{dtype}.log",
+    )
+    with server:
+        emit(
+            {
+                "kind": "infinity_server",
+                "url": server.url,
+                "pid": server.pid,
+                "dtype": dtype,
+                "command": server.command(server.port),
+            }
+        )
+        target = Target(f"infinity-{dtype}", server.url, "infinity", server.model)
+        return _measure(target, traffic, args, deadline, emit, ceilings, reference)
 
 
 def _preflight(url: str) -> None:

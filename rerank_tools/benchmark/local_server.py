@@ -42,6 +42,7 @@ class LocalServer:
         self.startup_timeout_s = startup_timeout_s
         self.log_path = Path(log_path) if log_path else None
         self.url = ""
+        self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -61,6 +62,7 @@ class LocalServer:
             # The child holds its own copy of the log file.
             if log is not subprocess.DEVNULL:
                 log.close()
+        self.port = port
         self.url = f"http://{HOST}:{port}"
         self._wait_ready()
         return self.url
