@@ -59,6 +59,11 @@ INGRESS_ENV="$("$VENV/bin/python" -m rerank_tools.ingress_env "$INGRESS" "$HAPRO
 eval "$INGRESS_ENV"
 echo "$INGRESS_ENV" >"$OUT/ingress.env"
 
+# Never measure someone else's server: the port must be free before this one starts.
+if curl -s -o /dev/null http://127.0.0.1:8011/; then
+  echo "run_served: something already answers on 127.0.0.1:8011; stop it first" >&2
+  exit 1
+fi
 "$VENV/bin/serve" run "$CONFIG" >"$OUT/serve.log" 2>&1 &
 SERVE_PID=$!
 trap 'kill -TERM $SERVE_PID 2>/dev/null; wait $SERVE_PID 2>/dev/null || true; rm -rf "$HAPROXY_DIR"' EXIT

@@ -7,6 +7,7 @@ the packaged bi-encoder, and vendor stubs on 127.0.0.1 (Ray replicas reach them 
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import socket
@@ -33,6 +34,7 @@ os.environ.setdefault("RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S", "1"
 # RAY_SERVE_THROUGHPUT_OPTIMIZED=0 to test Ray's Python proxy instead. HAProxy's files and ports are
 # this run's own (a short path: its admin socket must fit a unix socket's 107 bytes).
 HAPROXY_DIR = Path(tempfile.mkdtemp(prefix="rrhp-"))
+atexit.register(shutil.rmtree, HAPROXY_DIR, ignore_errors=True)
 for _key, _value in {**HIGH_THROUGHPUT_ENV, **isolated_haproxy_env(HAPROXY_DIR)}.items():
     os.environ.setdefault(_key, _value)
 
@@ -89,7 +91,6 @@ def ray_serve() -> Iterator[int]:
     finally:
         serve.shutdown()
         ray.shutdown()
-        shutil.rmtree(HAPROXY_DIR, ignore_errors=True)
 
 
 def serving(**over: Any) -> dict[str, Any]:
