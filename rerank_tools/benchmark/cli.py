@@ -24,19 +24,18 @@ Example::
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
 
 from rerank_core.errors import BackendUnavailable, RerankError
+from rerank_tools.benchmark.args import build_parser
 from rerank_tools.benchmark.ceiling import (
     BatchMeasurement,
     best,
@@ -44,146 +43,22 @@ from rerank_tools.benchmark.ceiling import (
     measure_ceiling,
     time_request,
 )
-from rerank_tools.benchmark.infinity_server import CPU_DTYPES, DEFAULT_VENV, InfinityServer
 from rerank_tools.benchmark.loadgen import (
-    CLIENT_KINDS,
     CellResult,
-    ClientKind,
     RequestSample,
     check_loopback,
     load_traffic,
-    run_cell,
 )
 from rerank_tools.benchmark.naive_server import NaiveServer
 from rerank_tools.benchmark.plot import plot_sweep
-from rerank_tools.benchmark.runtimes import load_runtimes, measure_runtimes, runtime_labels
-from rerank_tools.benchmark.scores import Reference, check_scores, predict_reference
+from rerank_tools.benchmark.runtimes import load_runtimes, measure_runtimes
+from rerank_tools.benchmark.scores import predict_reference
+from rerank_tools.benchmark.sweep import Emit, Target, grid, measure, sweep_infinity
 from rerank_tools.evaluation.loaders import DatasetError
-
-Emit = Callable[[dict[str, Any]], None]
 
 #: The cell the naive comparison is reported at, and the request the latency comparison uses.
 NAIVE_CELL = (32, 10)
 LATENCY_DOCS = 100
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, not {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, not {text!r}")
-    return values
-
-
-def _cells(text: str) -> list[tuple[int, int]]:
-    """``--cells``: comma-separated ``DOCSxCONCURRENCY`` pairs, e.g. ``10x1,10x32,100x8``."""
-    cells = []
-    for item in (v.strip() for v in text.split(",") if v.strip()):
-        docs, sep, concurrency = item.partition("x")
-        try:
-            cell = (int(docs), int(concurrency))
-        except ValueError:
-            cell = (0, 0)
-        if not sep or min(cell) < 1:
-            raise argparse.ArgumentTypeError(f"expected DOCSxCONCURRENCY like 10x32, not {item!r}")
-        cells.append(cell)
-    if not cells:
-        raise argparse.ArgumentTypeError("no cells given")
-    return cells
-
-
-def _dtypes(text: str) -> list[str]:
-    dtypes = [v.strip() for v in text.split(",") if v.strip()]
-    unknown = [v for v in dtypes if v not in CPU_DTYPES]
-    if not dtypes or unknown:
-        raise argparse.ArgumentTypeError(f"expected dtypes among {', '.join(CPU_DTYPES)}, not {text!r}")
-    return dtypes
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="rerank-bench",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    target = parser.add_argument_group("the served service")
-    target.add_argument("--url", help="base URL of the running service (127.0.0.1/localhost only)")
-    target.add_argument("--model", help="route or backend name to ask for")
-    target.add_argument("--api-key-env", help="environment variable holding the service API key")
-    target.add_argument(
-        "--url-client",
-        choices=CLIENT_KINDS,
-        default="service",
-        help="request shape --url speaks: the service's /rerank or Infinity's",
-    )
-    target.add_argument("--label", default="served", help="target name of --url in the records")
-
-    sweep = parser.add_argument_group("the sweep")
-    sweep.add_argument("--concurrency", type=_ints, default=[1, 4, 16, 32, 64])
-    sweep.add_argument("--docs", type=_ints, default=[10, 100], help="documents per request")
-    sweep.add_argument(
-        "--cells",
-        type=_cells,
-        help="DOCSxCONCURRENCY cells instead of the --docs x --concurrency grid, e.g. 10x1,10x32,100x8",
-    )
-    sweep.add_argument("--duration", type=float, default=10.0, help="seconds per cell")
-    sweep.add_argument("--max-requests", type=int, default=5000, help="requests per cell")
-    sweep.add_argument("--warmup", type=int, default=2, help="unmeasured requests per cell")
-    sweep.add_argument("--timeout", type=float, default=120.0, help="per-request timeout, seconds")
-    sweep.add_argument("--top-n", type=int, default=None, help="top_n sent (default: all)")
-    sweep.add_argument("--max-total-s", type=float, default=1800.0, help="cap on the whole run")
-    sweep.add_argument("--samples", type=int, default=256, help="distinct requests per docs size")
-    sweep.add_argument("--seed", type=int, default=0)
-
-    data = parser.add_argument_group("traffic")
-    data.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path(os.environ.get("RERANK_SHARED_DATA", "../shared/data")),
-    )
-    data.add_argument("--candidates", type=Path, help="default: <data-dir>/trec-dl20/candidates.jsonl")
-
-    model = parser.add_argument_group("in-process ceiling and naive baseline")
-    model.add_argument("--model-dir", type=Path, default=Path("models/bench-minilm-l6-cross-encoder"))
-    model.add_argument("--ceiling", action="store_true", help="measure the in-process ceiling")
-    model.add_argument("--ceiling-batch-sizes", type=_ints, default=[8, 16, 32, 64])
-    model.add_argument("--ceiling-pairs", type=int, default=1024, help="pairs per batch size")
-    model.add_argument("--ceiling-max-s", type=float, default=30.0, help="seconds per batch size")
-    model.add_argument("--naive", action="store_true", help="sweep the naive FastAPI baseline too")
-    model.add_argument("--naive-startup-s", type=float, default=180.0)
-    model.add_argument(
-        "--check-scores",
-        type=int,
-        default=0,
-        metavar="N",
-        help="compare each target's scores on N requests with in-process predict (0: off)",
-    )
-    peer = parser.add_argument_group("the peer: Infinity (benchmarks/setup_infinity.sh installs it)")
-    peer.add_argument(
-        "--infinity",
-        type=_dtypes,
-        help="sweep Infinity on --model-dir, once per weight dtype listed (e.g. bfloat16,float32)",
-    )
-    peer.add_argument("--infinity-venv", type=Path, default=DEFAULT_VENV)
-    peer.add_argument("--infinity-batch-size", type=int, default=32)
-    peer.add_argument("--infinity-startup-s", type=float, default=300.0)
-    model.add_argument(
-        "--threads", type=int, default=os.cpu_count() or 1, help="torch threads (ceiling, naive)"
-    )
-    runtimes = parser.add_argument_group("runtime sweep (in-process, same model and requests)")
-    runtimes.add_argument(
-        "--runtimes",
-        type=runtime_labels,
-        help="e.g. onnx,onnx-int8,openvino,openvino-int8,openvino-int8-static "
-        "(torch is always measured as the baseline)",
-    )
-    runtimes.add_argument("--runtime-docs", type=int, default=100, help="documents per request")
-    runtimes.add_argument("--runtime-max-s", type=float, default=60.0, help="seconds for the sweep")
-    runtimes.add_argument("--export-cache-dir", type=Path, help="where exports go (default: as configured)")
-    parser.add_argument("--output-dir", type=Path, help="default: ./runs/bench-<timestamp>/")
-    return parser
 
 
 class Reporter:
@@ -198,99 +73,6 @@ class Reporter:
         for out in (self.stream, self.file):
             out.write(line + "\n")
             out.flush()
-
-
-def _grid(args: argparse.Namespace) -> list[tuple[int, int]]:
-    """The (documents, concurrency) cells of the run, in the order they are swept."""
-    if args.cells:
-        return list(args.cells)
-    return [(docs, concurrency) for docs in args.docs for concurrency in args.concurrency]
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A server to sweep: its name in the records, URL, request shape and the model name to ask."""
-
-    name: str
-    url: str
-    client: ClientKind = "service"
-    model: str | None = None
-
-
-def _sweep(
-    target: Target,
-    traffic: dict[int, list[RequestSample]],
-    args: argparse.Namespace,
-    deadline: float,
-    emit: Emit,
-    ceilings: dict[int, float],
-    api_key: str | None = None,
-) -> list[CellResult]:
-    """Every cell against ``target``, each cut to the time left."""
-    cells = []
-    for docs, concurrency in _grid(args):
-        left = deadline - time.monotonic()
-        if left < 1.0:
-            emit(
-                {
-                    "kind": "cell_skipped",
-                    "target": target.name,
-                    "concurrency": concurrency,
-                    "docs_per_request": docs,
-                    "reason": "--max-total-s reached",
-                }
-            )
-            continue
-        cell = asyncio.run(
-            run_cell(
-                target.url,
-                traffic[docs],
-                concurrency,
-                target=target.name,
-                duration_s=min(args.duration, left),
-                max_requests=args.max_requests,
-                warmup_requests=args.warmup,
-                timeout_s=args.timeout,
-                model=target.model,
-                top_n=args.top_n,
-                api_key=api_key,
-                client=target.client,
-            )
-        )
-        record = cell.to_dict()
-        if ceilings.get(docs):
-            record["vs_ceiling"] = cell.pairs_per_s / ceilings[docs]
-        emit(record)
-        cells.append(cell)
-    return cells
-
-
-def _measure(
-    target: Target,
-    traffic: dict[int, list[RequestSample]],
-    args: argparse.Namespace,
-    deadline: float,
-    emit: Emit,
-    ceilings: dict[int, float],
-    reference: Reference | None,
-    api_key: str | None = None,
-) -> list[CellResult]:
-    """``target``'s score check (when asked for), then its sweep."""
-    if reference is not None:
-        samples = traffic[_grid(args)[0][0]][: args.check_scores]
-        emit(
-            check_scores(
-                target.url,
-                target.client,
-                samples,
-                reference,
-                target=target.name,
-                model=target.model,
-                api_key=api_key,
-                timeout_s=args.timeout,
-            )
-        )
-    return _sweep(target, traffic, args, deadline, emit, ceilings, api_key)
 
 
 def _cell(cells: Sequence[CellResult], concurrency: int, docs: int) -> CellResult | None:
@@ -415,7 +197,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, stdout: TextI
     out_dir = args.output_dir or Path("runs") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
     out_dir.mkdir(parents=True, exist_ok=True)
     candidates = args.candidates or args.data_dir / "trec-dl20" / "candidates.jsonl"
-    grid = _grid(args)
+    cells = grid(args)
 
     with (out_dir / "results.jsonl").open("w") as results_file:
         emit = Reporter(stdout, results_file)
@@ -440,7 +222,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, stdout: TextI
         )
         traffic = {
             d: load_traffic(candidates, d, args.samples, seed=args.seed + d)
-            for d in dict.fromkeys(docs for docs, _ in grid)
+            for d in dict.fromkeys(docs for docs, _ in cells)
         }
         if args.runtimes:
             _runtime_sweep(args, candidates, emit)
@@ -454,7 +236,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, stdout: TextI
         if url:
             _preflight(url)
             target = Target(args.label, url, args.url_client, args.model)
-            served = _measure(target, traffic, args, deadline, emit, ceilings, reference, api_key)
+            served = measure(target, traffic, args, deadline, emit, ceilings, reference, api_key)
         naive: list[CellResult] = []
         if args.naive and deadline - time.monotonic() > 1.0:
             server = NaiveServer(
@@ -472,14 +254,14 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, stdout: TextI
                         "torch_threads": args.threads,
                     }
                 )
-                naive = _measure(
+                naive = measure(
                     Target("naive", server.url), traffic, args, deadline, emit, ceilings, reference
                 )
         peers: list[CellResult] = []
         for dtype in args.infinity or []:
             if deadline - time.monotonic() <= 1.0:
                 break
-            peers += _sweep_infinity(dtype, traffic, args, deadline, emit, ceilings, reference, out_dir)
+            peers += sweep_infinity(dtype, traffic, args, deadline, emit, ceilings, reference, out_dir)
         emit(_comparison(served, naive, ceiling, request_s))
         swept = [*served, *naive, *peers]
         # A runtime-only run has no cells to plot.
@@ -500,39 +282,6 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, stdout: TextI
     return summary
 
 
-def _sweep_infinity(
-    dtype: str,
-    traffic: dict[int, list[RequestSample]],
-    args: argparse.Namespace,
-    deadline: float,
-    emit: Emit,
-    ceilings: dict[int, float],
-    reference: Reference | None,
-    out_dir: Path,
-) -> list[CellResult]:
-    """Start Infinity with ``dtype`` weights, check and sweep it, stop it: one server at a time."""
-    server = InfinityServer(
-        args.model_dir,
-        dtype,
-        venv=args.infinity_venv,
-        batch_size=args.infinity_batch_size,
-        startup_timeout_s=min(args.infinity_startup_s, deadline - time.monotonic()),
-        log_path=out_dir / f"infinity-{dtype}.log",
-    )
-    with server:
-        emit(
-            {
-                "kind": "infinity_server",
-                "url": server.url,
-                "pid": server.pid,
-                "dtype": dtype,
-                "command": server.command(server.port),
-            }
-        )
-        target = Target(f"infinity-{dtype}", server.url, "infinity", server.model)
-        return _measure(target, traffic, args, deadline, emit, ceilings, reference)
-
-
 def _preflight(url: str) -> None:
     """Fail fast when nothing listens at ``url`` (any HTTP answer, even an error, will do)."""
     try:
@@ -545,7 +294,7 @@ def _preflight(url: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``rerank-bench``; exit status 1 when a measurement cannot be made."""
-    parser = build_parser()
+    parser = build_parser(__doc__.split("\n\n")[0] if __doc__ else None)
     args = parser.parse_args(argv)
     try:
         run(args, parser, sys.stdout)

@@ -226,7 +226,6 @@ async def run_cell(
     )
 
 
-
 @asynccontextmanager
 async def requester(
     client: ClientKind,

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from rerank_core.errors import BackendError, BackendRateLimited, BackendUnavailable
+from rerank_tools.benchmark import args as bench_args
 from rerank_tools.benchmark import cli
 from rerank_tools.benchmark.ceiling import best, load_cross_encoder, measure_ceiling, time_request
 from rerank_tools.benchmark.infinity_server import InfinityServer
@@ -109,10 +110,10 @@ def test_ceiling_on_the_tiny_model(tiny_model: Path) -> None:
 
 
 def test_cells_parse_as_documents_by_concurrency() -> None:
-    assert cli._cells("10x1, 10x32,100x8") == [(10, 1), (10, 32), (100, 8)]
+    assert bench_args.cells("10x1, 10x32,100x8") == [(10, 1), (10, 32), (100, 8)]
     for bad in ("10", "10x0", "x8", "ten x 8", ""):
         with pytest.raises(argparse.ArgumentTypeError):
-            cli._cells(bad)
+            bench_args.cells(bad)
 
 
 def test_infinity_requests_and_answers_in_its_own_shape() -> None:
