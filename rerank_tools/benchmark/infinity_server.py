@@ -44,7 +44,8 @@ class InfinityServer(LocalServer):
         super().__init__(startup_timeout_s, log_path)
         self.model_dir = Path(model_dir).resolve()
         self.dtype = dtype
-        self.executable = Path(venv) / "bin" / "infinity_emb"
+        self.venv = Path(venv).absolute()
+        self.executable = self.venv / "bin" / "infinity_emb"
         self.device = device
         self.batch_size = batch_size
         self.threads = threads
@@ -74,8 +75,13 @@ class InfinityServer(LocalServer):
             )
         # Infinity binds the port itself: a port free now is the best that can be done.
         port = free_port()
-        # Telemetry off; thread count as the other servers' where given.
-        extra = {"INFINITY_ANONYMOUS_USAGE_STATS": "0", "DO_NOT_TRACK": "1"}
+        # Telemetry off; its cache folder in its venv, not in the working directory; thread count as
+        # the other servers' where given.
+        extra = {
+            "INFINITY_ANONYMOUS_USAGE_STATS": "0",
+            "DO_NOT_TRACK": "1",
+            "INFINITY_HOME": str(self.venv),
+        }
         if self.threads:
             extra["OMP_NUM_THREADS"] = str(self.threads)
         proc = subprocess.Popen(
