@@ -53,8 +53,8 @@ fi
 # Ray Serve's ingress switches, read by every Ray process `serve run` starts; HAProxy's files and
 # ports are this run's own, so it never meets another Ray on the same machine.
 INGRESS="${INGRESS:-haproxy}"
-# (A short directory: HAProxy's admin socket path must fit a unix socket's 107 bytes.)
-HAPROXY_DIR="$(mktemp -d /tmp/rerank-haproxy-XXXXXX)"
+# (A short directory: HAProxy refuses an admin socket path past 97 characters.)
+HAPROXY_DIR="$(mktemp -d /tmp/rrhp-XXXXXXXX)"
 INGRESS_ENV="$("$VENV/bin/python" -m rerank_tools.ingress_env "$INGRESS" "$HAPROXY_DIR")"
 eval "$INGRESS_ENV"
 echo "$INGRESS_ENV" >"$OUT/ingress.env"

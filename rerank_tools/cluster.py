@@ -27,7 +27,7 @@ import psutil
 import requests
 
 from deployments.ingress import HIGH_THROUGHPUT_ENV
-from rerank_tools.ingress_env import isolated_haproxy_env
+from rerank_tools.ingress_env import isolated_haproxy_env, short_haproxy_dir
 
 #: Environment variable naming the cluster's temp dir in every process of the cluster.
 CLUSTER_MARKER = "RERANK_LOCAL_CLUSTER"
@@ -121,6 +121,8 @@ class LocalCluster:
     head_resources: dict[str, float] = field(default_factory=lambda: {"head_node": 1})
     env: dict[str, str] = field(default_factory=dict)
     temp_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="rrc-")))
+    #: HAProxy's files: a folder of its own, since its socket path must stay short.
+    haproxy_dir: Path = field(default_factory=short_haproxy_dir)
     gcs_port: int = field(default_factory=free_port)
     dashboard_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
@@ -146,7 +148,7 @@ class LocalCluster:
         return {
             **HIGH_THROUGHPUT_ENV,
             **os.environ,
-            **isolated_haproxy_env(self.temp_dir / "haproxy"),
+            **isolated_haproxy_env(self.haproxy_dir),
             "RAY_AUTH_MODE": "disabled",
             "RAY_USAGE_STATS_ENABLED": "0",
             "HF_HUB_OFFLINE": "1",
@@ -246,6 +248,7 @@ class LocalCluster:
             self.stop_node(node)
         self.nodes.clear()
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+        shutil.rmtree(self.haproxy_dir, ignore_errors=True)
 
     def __enter__(self) -> LocalCluster:
         return self

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import socket
+import tempfile
 from pathlib import Path
 
 from deployments.ingress import HIGH_THROUGHPUT_ENV
@@ -39,9 +40,26 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+#: HAProxy refuses a longer admin socket path, and Serve puts the socket in a folder named after the
+#: node (a 56-character id) under the configured one.
+HAPROXY_SOCKET_PATH_MAX = 97
+_NODE_FOLDER_AND_SOCKET = len("/") + 56 + len("/admin.sock")
+
+
+def short_haproxy_dir() -> Path:
+    """A new private folder short enough for HAProxy's socket (the caller removes it)."""
+    return Path(tempfile.mkdtemp(prefix="rrhp-"))
+
+
 def isolated_haproxy_env(directory: Path) -> dict[str, str]:
     """HAProxy's config, socket and state files under ``directory`` (created) and free ports for
-    its stats page and metrics, instead of the machine-wide defaults."""
+    its stats page and metrics, instead of the machine-wide defaults. ``ValueError`` when the
+    folder is too deep for HAProxy's socket path (``short_haproxy_dir`` gives one that fits)."""
+    if len(str(directory)) + _NODE_FOLDER_AND_SOCKET > HAPROXY_SOCKET_PATH_MAX:
+        raise ValueError(
+            f"{directory}: too long for HAProxy's admin socket path (at most "
+            f"{HAPROXY_SOCKET_PATH_MAX - _NODE_FOLDER_AND_SOCKET} characters); use a folder under /tmp"
+        )
     directory.mkdir(parents=True, exist_ok=True)
     return {
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(directory / "haproxy.cfg"),

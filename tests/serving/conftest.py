@@ -11,7 +11,6 @@ import atexit
 import os
 import shutil
 import socket
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 import requests
 
 from deployments.ingress import HIGH_THROUGHPUT_ENV
-from rerank_tools.ingress_env import isolated_haproxy_env
+from rerank_tools.ingress_env import isolated_haproxy_env, short_haproxy_dir
 from tests.stubs.vendors import CohereStub, JinaStub
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -32,8 +31,8 @@ os.environ.setdefault("RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S", "1"
 # The shipped ingress (HAProxy + throughput-optimized, as `make run`, the image and KubeRay start it),
 # so the tests exercise the path users get; set RAY_SERVE_ENABLE_HA_PROXY=0 and
 # RAY_SERVE_THROUGHPUT_OPTIMIZED=0 to test Ray's Python proxy instead. HAProxy's files and ports are
-# this run's own (a short path: its admin socket must fit a unix socket's 107 bytes).
-HAPROXY_DIR = Path(tempfile.mkdtemp(prefix="rrhp-"))
+# this run's own.
+HAPROXY_DIR = short_haproxy_dir()
 atexit.register(shutil.rmtree, HAPROXY_DIR, ignore_errors=True)
 for _key, _value in {**HIGH_THROUGHPUT_ENV, **isolated_haproxy_env(HAPROXY_DIR)}.items():
     os.environ.setdefault(_key, _value)
