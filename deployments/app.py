@@ -7,6 +7,7 @@ from typing import Any
 
 from ray.serve import Application
 
+from deployments.ingress import check_haproxy
 from deployments.models import LocalModelDeployment
 from deployments.router import Router
 from rerank_core.config import (
@@ -72,8 +73,10 @@ def build_app(args: dict[str, Any]) -> Application:
     """The application: one deployment per local model and the Router holding their handles.
 
     ``args`` holds the service configuration under ``service`` (a mapping) or ``config_file``
-    (a YAML path); it is validated here, so a bad field stops ``serve run`` with its name.
+    (a YAML path); it is validated here, so a bad field stops ``serve run`` with its name, as does
+    ``RAY_SERVE_ENABLE_HA_PROXY=1`` without a runnable HAProxy (``deployments.ingress``).
     """
+    check_haproxy()
     service = absolute_model_paths(load_app_args(args))
     handles = {
         name: LocalModelDeployment.options(**model_deployment_options(name, cfg)).bind(

@@ -31,6 +31,9 @@ import psutil
 import requests
 from ray.util.state.exception import RayStateApiException
 
+from deployments.ingress import HIGH_THROUGHPUT_ENV
+from rerank_tools.ingress_env import isolated_haproxy_env, short_haproxy_dir
+
 #: Environment variable naming the cluster's temp dir in every process of the cluster.
 CLUSTER_MARKER = "RERANK_LOCAL_CLUSTER"
 #: Object store of each node: small, the service moves little data through it.
@@ -236,6 +239,8 @@ class LocalCluster:
     #: its tables in memory and the head is a single point of failure.
     redis_address: str | None = None
     temp_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="rrc-")))
+    #: HAProxy's files: a folder of its own, since its socket path must stay short.
+    haproxy_dir: Path = field(default_factory=short_haproxy_dir)
     gcs_port: int = field(default_factory=free_port)
     dashboard_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
@@ -254,9 +259,14 @@ class LocalCluster:
 
     def process_env(self) -> dict[str, str]:
         """The environment every process of the cluster runs with. ``CLUSTER_MARKER`` (the temp
-        dir) is inherited by every process Ray starts, so a check can find any left behind."""
+        dir) is inherited by every process Ray starts, so a check can find any left behind.
+        Serve's ingress is the shipped one (``HIGH_THROUGHPUT_ENV``) unless the caller's environment
+        says otherwise; HAProxy's files and ports are always this cluster's own, so it never meets
+        another Ray on the machine (a test session's, say)."""
         return {
+            **HIGH_THROUGHPUT_ENV,
             **os.environ,
+            **isolated_haproxy_env(self.haproxy_dir),
             "RAY_AUTH_MODE": "disabled",
             "RAY_USAGE_STATS_ENABLED": "0",
             "HF_HUB_OFFLINE": "1",
@@ -426,6 +436,7 @@ class LocalCluster:
             self.stop_node(node)
         self.nodes.clear()
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+        shutil.rmtree(self.haproxy_dir, ignore_errors=True)
 
     def __enter__(self) -> LocalCluster:
         return self

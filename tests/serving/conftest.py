@@ -7,7 +7,9 @@ the packaged bi-encoder, and vendor stubs on 127.0.0.1 (Ray replicas reach them 
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +20,8 @@ from typing import Any
 import pytest
 import requests
 
+from deployments.ingress import HIGH_THROUGHPUT_ENV
+from rerank_tools.ingress_env import isolated_haproxy_env, short_haproxy_dir
 from tests.stubs.vendors import CohereStub, JinaStub
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -25,6 +29,14 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # Handles report load to the autoscaler every second (Serve's default is 10 s), so the autoscaling
 # test sees replicas come and go within seconds.
 os.environ.setdefault("RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S", "1")
+# The shipped ingress (HAProxy + throughput-optimized, as `make run`, the image and KubeRay start it),
+# so the tests exercise the path users get; set RAY_SERVE_ENABLE_HA_PROXY=0 and
+# RAY_SERVE_THROUGHPUT_OPTIMIZED=0 to test Ray's Python proxy instead. HAProxy's files and ports are
+# this run's own.
+HAPROXY_DIR = short_haproxy_dir()
+atexit.register(shutil.rmtree, HAPROXY_DIR, ignore_errors=True)
+for _key, _value in {**HIGH_THROUGHPUT_ENV, **isolated_haproxy_env(HAPROXY_DIR)}.items():
+    os.environ.setdefault(_key, _value)
 
 FAKE_CO_KEY = "co-fake-key-3f9a1c"
 FAKE_JINA_KEY = "jina-fake-key-77b2e0"

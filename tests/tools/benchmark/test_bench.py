@@ -4,16 +4,29 @@ Router app as its served target: tests/serving/test_bench_served.py."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from rerank_core.errors import BackendError, BackendRateLimited, BackendUnavailable
+from rerank_tools.benchmark import args as bench_args
 from rerank_tools.benchmark import cli
 from rerank_tools.benchmark.ceiling import best, load_cross_encoder, measure_ceiling, time_request
-from rerank_tools.benchmark.loadgen import check_loopback, load_traffic, run_cell
+from rerank_tools.benchmark.infinity_server import InfinityServer
+from rerank_tools.benchmark.loadgen import (
+    RequestSample,
+    check_loopback,
+    load_traffic,
+    post_infinity,
+    run_cell,
+)
 from rerank_tools.benchmark.naive_server import NaiveServer
+from rerank_tools.benchmark.scores import check_scores, predict_reference
 from rerank_tools.tiny_models import EXAMPLES, build_tiny_cross_encoder
 
 CELL_FIELDS = {
@@ -94,3 +107,65 @@ def test_ceiling_on_the_tiny_model(tiny_model: Path) -> None:
     # A budget of zero stops after the first batch.
     assert measure_ceiling(model, pairs, [4], max_seconds_per_size=0.0)[0].pairs == 4
     assert time_request(model, pairs[:10], batch_size=16) > 0
+
+
+def test_cells_parse_as_documents_by_concurrency() -> None:
+    assert bench_args.cells("10x1, 10x32,100x8") == [(10, 1), (10, 32), (100, 8)]
+    for bad in ("10", "10x0", "x8", "ten x 8", ""):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bench_args.cells(bad)
+
+
+def test_infinity_requests_and_answers_in_its_own_shape() -> None:
+    seen: list[dict[str, object]] = []
+
+    def infinity(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        seen.append(body)
+        # Infinity answers in score order; the client puts scores back in input order.
+        return httpx.Response(
+            200,
+            json={
+                "object": "rerank",
+                "results": [
+                    {"relevance_score": 0.9, "index": 1, "document": None},
+                    {"relevance_score": 0.2, "index": 0, "document": None},
+                ],
+            },
+        )
+
+    async def one() -> list[float]:
+        transport = httpx.MockTransport(infinity)
+        async with httpx.AsyncClient(base_url="http://127.0.0.1:1", transport=transport) as http:
+            return await post_infinity(http, RequestSample("q", ["a", "b"]), "m", None)
+
+    assert asyncio.run(one()) == [0.2, 0.9]
+    assert seen == [{"query": "q", "documents": ["a", "b"], "return_documents": False, "model": "m"}]
+
+
+def test_an_infinity_refusal_counts_as_a_typed_error() -> None:
+    async def one(status: int) -> None:
+        transport = httpx.MockTransport(lambda _: httpx.Response(status, json={}))
+        async with httpx.AsyncClient(base_url="http://127.0.0.1:1", transport=transport) as http:
+            await post_infinity(http, RequestSample("q", ["a"]), None, None)
+
+    with pytest.raises(BackendRateLimited):
+        asyncio.run(one(429))
+    with pytest.raises(BackendError, match="HTTP 500"):
+        asyncio.run(one(500))
+
+
+def test_infinity_server_without_its_venv_says_how_to_install_it(tmp_path: Path) -> None:
+    with pytest.raises(BackendUnavailable, match=r"setup_infinity\.sh"):
+        InfinityServer(tmp_path, venv=tmp_path / "absent").start()
+
+
+def test_score_check_of_the_naive_server_matches_in_process_predict(
+    naive_url: str, tiny_model: Path, candidates: Path
+) -> None:
+    samples = load_traffic(candidates, docs_per_request=5, count=3, seed=2)
+    reference = predict_reference(load_cross_encoder(tiny_model, threads=1))
+    record = check_scores(naive_url, "service", samples, reference, target="naive")
+    assert record["kind"] == "score_check" and record["pairs"] == 15
+    assert record["max_abs_diff"] < 1e-5
+    assert record["mean_kendall_tau"] == pytest.approx(1.0)
