@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from rerank_core.backends.runtime_errors import typed_runtime_error
 from rerank_core.config import (
     BiEncoderConfig,
     CausalLMConfig,
@@ -408,11 +409,11 @@ class LocalModelBackend(Backend):
     def _model_pass(self, run: Callable[[_Item], _Result], inputs: _Item, size: int) -> _Result:
         try:
             return run(inputs)
-        except RuntimeError as exc:
-            raise BackendUnavailable(
-                f"model {self.name} failed on a batch of {size}: {type(exc).__name__}: {exc}",
-                backend=self.name,
-            ) from exc
+        except Exception as exc:  # sorted into typed errors; anything else re-raised as itself
+            typed = typed_runtime_error(self.name, exc, size)
+            if typed is None:
+                raise
+            raise typed from exc
 
     def run_batched(
         self,
