@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from rerank_core.backends.base import LocalModelBackend, PreparedPairs
 from rerank_core.backends.calibration import calibration_pairs
+from rerank_core.backends.limits import check_max_length, check_runtime
 from rerank_core.backends.runtimes import load_runtime
 from rerank_core.config import ConfigError, CrossEncoderConfig, is_local_path
 from rerank_core.types import clamp01, sigmoid
@@ -50,6 +51,7 @@ class CrossEncoderBackend(LocalModelBackend):
                 local_files_only=is_local_path(config.model),
             )
         )
+        check_max_length(name, config.max_length, self.model.max_seq_length, self.model.config)
         self.num_labels = self.model.num_labels
         if self.num_labels not in (1, 2):
             raise ConfigError(
@@ -59,6 +61,7 @@ class CrossEncoderBackend(LocalModelBackend):
             )
         self._relevance = self._relevance_function()
         if config.runtime != "torch":
+            check_runtime(name, config, self.model.config)
             sample = [("a short query", "a short document"), ("another query", "a document")]
             calibration = calibration_pairs(name, config.calibration_file)
             self.exported = load_runtime(

@@ -17,14 +17,10 @@ from rerank_core.errors import BackendBadRequest, BackendError, BackendUnavailab
 MAX_MESSAGE_CHARS = 300
 
 #: Phrases of torch's and OpenVINO's messages that say the input does not fit the model (its
-#: shapes, positions or token ids), as opposed to a device that failed.
-_INPUT_PHRASES = (
-    "must match the size of tensor",
-    "index out of range",
-    "out of bounds",
-    "port for tensor name",
-    "shape",
-)
+#: shape or names), as opposed to a device that failed. An index out of an embedding table is not
+#: one of them: positions are checked when the model loads (``limits``), so what is left is a
+#: tokenizer that does not fit its model, a broken deployment that another backend may serve.
+_INPUT_PHRASES = ("must match the size of tensor", "port for tensor name", "shape")
 #: ONNX Runtime's exception classes that say the input does not fit the graph.
 _ORT_INPUT_ERRORS = {"InvalidArgument"}
 _ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*")
@@ -49,11 +45,9 @@ def clean_message(exc: BaseException) -> str:
 
 
 def is_input_error(exc: BaseException) -> bool:
-    """Whether ``exc`` says the model cannot take its input (shapes, positions, token ids)."""
+    """Whether ``exc`` says the model cannot take its input (its shape or names)."""
     if _from_onnxruntime(exc):
         return type(exc).__name__ in _ORT_INPUT_ERRORS
-    if isinstance(exc, IndexError):
-        return True
     message = str(exc).lower()
     return any(phrase in message for phrase in _INPUT_PHRASES)
 

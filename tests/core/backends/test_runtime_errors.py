@@ -42,7 +42,8 @@ OPENVINO_PORT = (
             BackendBadRequest,
             "The size of tensor a (576) must match the size of tensor b (512)",
         ),
-        (IndexError("index out of range in self"), BackendBadRequest, "index out of range in self"),
+        # A token id past the embedding table: the tokenizer does not fit the model.
+        (IndexError("index out of range in self"), BackendUnavailable, "index out of range in self"),
         (
             torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
             BackendUnavailable,
