@@ -56,7 +56,8 @@ class CausalLMBackend(LocalModelBackend):
             half=False,
         )
         self.yes_id = self._token_id("yes_token", config.yes_token)
-        self.no_id = self._token_id("no_token", config.no_token) if config.no_token else None
+        no_token = config.no_token
+        self.no_id = self._token_id("no_token", no_token) if no_token is not None else None
         check_max_length(name, config.max_length, config.max_length, self.model.config)
         pad = self.tokenizer.pad_token_id
         self.pad_id: int = pad if pad is not None else self.tokenizer.eos_token_id or 0
