@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,15 @@ REFUSED = {
 #: The runtimes a causal LM is served in (``causal_lm`` is torch only).
 CAUSAL_RUNTIMES = [r for r in RUNTIMES if r[0] in ("torch", "torch-bf16")]
 TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Models this small run no faster on more threads, and the runtimes' idle pools spin."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
