@@ -62,7 +62,7 @@ def check_max_length(
     )
 
 
-#: (runtime, quantization) pairs that cannot serve a model type, and why.
+#: (model type, runtime, quantization) combinations that cannot be served, and why.
 UNSUPPORTED_RUNTIMES: dict[tuple[str, str, str], str] = {
     ("xlm-roberta", "openvino", "int8-static"): (
         "OpenVINO cannot compile XLM-RoBERTa's graph after NNCF's static quantization (its "
