@@ -21,9 +21,15 @@ export RAY_AUTH_MODE ?= disabled
 export HF_HUB_OFFLINE ?= 1
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: setup run test lint lock bench-model gpu-check cluster-demo
+.PHONY: setup redis-server run test lint lock bench-model gpu-check cluster-demo
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed redis-server
+
+# Debian's redis-server: the cluster test keeps the GCS in a Redis it starts (GCS fault tolerance).
+redis-server:
+	@command -v redis-server >/dev/null || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server; }
 
 $(VENV)/.installed: pyproject.toml $(DEV_LOCK)
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -54,7 +60,8 @@ bench-model: setup
 gpu-check: setup
 	scripts/gpu_check.sh
 
-# A head and a worker node on 127.0.0.1 (ray start), serve deploy over REST, a worker lost under load,
-# a worker rejoining, user_config and a rolling model update; stops what it started by pid.
+# A head and a worker node on 127.0.0.1 (ray start, the GCS kept in a Redis it starts), serve deploy
+# of serve_config.yaml over REST, the GCS killed and a worker lost under load, a worker rejoining,
+# user_config and a rolling model update; stops what it started by pid.
 cluster-demo: setup
 	$(PY) -m rerank_tools.cluster_demo

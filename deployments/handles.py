@@ -3,7 +3,6 @@ its deployment's handle, and an API backend left disabled because its key is not
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from ray.exceptions import RayActorError, RayTaskError
@@ -14,10 +13,10 @@ from ray.serve.exceptions import (
 )
 from ray.serve.handle import DeploymentHandle
 
-from deployments.timing import record_model
+from rerank_core.admission import ModelQueue
 from rerank_core.backends import Backend
 from rerank_core.errors import BackendError, BackendRateLimited, BackendUnavailable
-from rerank_core.types import LongDocuments, Scored
+from rerank_core.types import Answer, RankRequest
 
 #: Ray's errors that mean a model's replica cannot be reached now.
 UNREACHABLE = (RayActorError, ReplicaUnavailableError, DeploymentUnavailableError)
@@ -25,27 +24,29 @@ UNREACHABLE = (RayActorError, ReplicaUnavailableError, DeploymentUnavailableErro
 
 class DeploymentBackend(Backend):
     """A local model served by its own deployment, reached through its ``DeploymentHandle``; the
-    model's timing of the request is added to the request's (``deployments.timing``).
+    request goes as one object and the model's answer (ranking and timing) comes back as one.
 
     Ray's failures become the typed errors the chain understands: a full queue is a rate limit, a
     dead or missing replica is unavailable, and an error raised inside the model is unavailable too
     (another backend can still answer).
     """
 
-    def __init__(self, name: str, handle: DeploymentHandle) -> None:
+    def __init__(self, name: str, handle: DeploymentHandle, queue: ModelQueue | None = None) -> None:
         self.name = name
         self.handle = handle
+        #: What this router knows of the model's queue (``rerank_core.admission``).
+        self.queue = queue or ModelQueue(name, None, float("inf"))
 
-    async def rerank(
-        self,
-        query: str,
-        documents: Sequence[str],
-        top_n: int | None = None,
-        *,
-        long_documents: LongDocuments | None = None,
-    ) -> list[Scored]:
+    async def answer(self, request: RankRequest) -> Answer:
+        # Refused here, before any hop to a replica, when the answer would come past the deadline.
+        n = len(request.documents)
+        self.queue.admit(n)
+        with self.queue.outstanding(n):
+            return await self._call(request)
+
+    async def _call(self, request: RankRequest) -> Answer:
         try:
-            answer = await self.handle.rerank.remote(query, list(documents), top_n, long_documents)
+            answer: Answer = await self.handle.answer.remote(request)
         except BackPressureError:
             raise BackendRateLimited(f"model {self.name} is overloaded", backend=self.name) from None
         except RayTaskError as exc:
@@ -59,8 +60,7 @@ class DeploymentBackend(Backend):
             raise BackendUnavailable(
                 f"model {self.name} is unavailable ({type(exc).__name__})", backend=self.name
             ) from None
-        record_model(answer.timing)
-        return answer.scored
+        return answer
 
     async def device(self) -> str:
         """Where the model runs (a call that also proves a replica answers)."""
@@ -78,14 +78,7 @@ class DisabledBackend(Backend):
         self.name = name
         self.key_env = key_env
 
-    async def rerank(
-        self,
-        query: str,
-        documents: Sequence[str],
-        top_n: int | None = None,
-        *,
-        long_documents: LongDocuments | None = None,
-    ) -> list[Scored]:
+    async def answer(self, request: RankRequest) -> Answer:
         raise BackendUnavailable(
             f"{self.name} is not enabled: {self.key_env} is not set", backend=self.name
         )

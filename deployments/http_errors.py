@@ -127,7 +127,9 @@ def install_error_handlers(api: FastAPI) -> None:
     """Answer every error through ``error_response``; ``api.state.retry_after_s`` must be set."""
 
     def answer(request: Request, exc: RerankError) -> JSONResponse:
-        return error_response(exc, request_id(request), request.app.state.retry_after_s)
+        # A refusal that knows when its queue has room again says so; others the configured wait.
+        retry_after_s = getattr(exc, "retry_after_s", None) or request.app.state.retry_after_s
+        return error_response(exc, request_id(request), retry_after_s)
 
     @api.exception_handler(RerankError)
     async def _rerank_error(request: Request, exc: RerankError) -> JSONResponse:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections import Counter as TallyCounter
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -16,11 +13,11 @@ from ray import serve
 from ray.serve import metrics
 
 from deployments.stats import StatsReporter, config_digest
-from deployments.timing import ModelAnswer, ModelTiming
 from rerank_core.backends import LocalModelBackend, build_backend
+from rerank_core.backends.local import ScoredPairs
 from rerank_core.config import BackendConfig, ServingConfig
 from rerank_core.errors import BackendRateLimited
-from rerank_core.score_cache import ScoreCache, model_fingerprint
+from rerank_core.types import Answer, RankRequest
 
 log = logging.getLogger("ray.serve")
 
@@ -34,16 +31,11 @@ COMPANY_WINDOW_S = 1.0
 #: it keep the model busy, and a small request arriving meanwhile waits behind two chunks at most.
 CHUNKS_IN_FLIGHT = 2
 
+#: A replica sends its figures to the stats board at most this often (and once more after its last
+#: request), not once per request: an actor call per request costs the hot path CPU.
+REPORT_EVERY_S = 0.25
+
 Pairs = list[tuple[str, str]]
-
-
-@dataclass
-class ChunkScores:
-    """A chunk's raw scores, and when the batch that scored it started and ended."""
-
-    scores: list[float]
-    started: float
-    ended: float
 
 
 def _pair_count(chunks: list[Pairs]) -> int:
@@ -53,17 +45,16 @@ def _pair_count(chunks: list[Pairs]) -> int:
 
 @serve.deployment
 class LocalModelDeployment:
-    """Serves one cross-encoder or bi-encoder.
+    """Serves one local model through the scoring engine (``rerank_core.backends.local``).
 
-    ``rerank`` expands a request into (query, text) pairs and answers those it has scored before
-    from the score cache. The rest go to ``score_chunk`` as one unit, or in chunks of at most
-    ``max_batch_size`` pairs (``CHUNKS_IN_FLIGHT`` at a time) when there are more; a request that
-    would take the replica past ``max_pending_pairs`` is refused at once instead
-    (``BackendRateLimited``: a fallback or a 429 at the router). ``@serve.batch`` gathers units of
-    many requests up to ``max_batch_size`` pairs; each batch is tokenized once on the backend's
-    tokenizer thread (``prepare``: sorted by length, cut under the token budget) while the previous
-    batch's forward passes run on the model's thread. Batch size and wait come from ``user_config``
-    and change without a restart.
+    ``answer`` hands the request to the engine (windows, score cache, relevance, top_n); the pairs
+    the cache misses come back here (``score_pairs``) and go to ``score_chunk`` as one unit, or in
+    chunks of at most ``max_batch_size`` pairs (``CHUNKS_IN_FLIGHT`` at a time) when there are
+    more; a request that would take the replica past ``max_pending_pairs`` is refused at once
+    instead (``BackendRateLimited``: a fallback or a 429 at the router). ``@serve.batch`` gathers
+    units of many requests up to ``max_batch_size`` pairs; each batch is tokenized once on the
+    engine's tokenizer thread while the previous batch runs on the model's thread. Batch size and
+    wait come from ``user_config`` and change without a restart.
     """
 
     def __init__(self, name: str, config: dict[str, Any]) -> None:
@@ -79,16 +70,14 @@ class LocalModelDeployment:
         if not isinstance(backend, LocalModelBackend):
             raise TypeError(f"{name} is not a local model")
         self.backend: LocalModelBackend = backend
+        backend.pair_scorer = self.score_pairs
         self.torch_threads = threads
-        self.cache = ScoreCache(
-            model_fingerprint(backend.config), int(serving.score_cache_mib * 2**20)
-        )
         self._batch_sizes: TallyCounter[int] = TallyCounter()
         #: Units (a request's pairs, or one chunk of them) that entered the batch queue.
         self.units = 0
-        #: ``rerank`` calls being answered now (their pairs queued or in a batch).
+        #: Requests being answered now (their pairs queued or in a batch).
         self.in_flight = 0
-        #: Pairs of those calls queued or in the model (``max_pending_pairs`` bounds it).
+        #: Pairs of those requests queued or in the model (``max_pending_pairs`` bounds it).
         self.pending_pairs = 0
         #: Requests refused for ``max_pending_pairs``.
         self.refused = 0
@@ -112,7 +101,9 @@ class LocalModelDeployment:
             tag_keys=("model", "result"),
         )
         self._cache_lookups.set_default_tags({"model": name})
+        self._cache_counted = (0, 0)
         self.reporter = StatsReporter(name)
+        self._report_due: asyncio.TimerHandle | None = None
         self.config_digest = config_digest(config)
         self.reconfigure(
             {
@@ -141,24 +132,26 @@ class LocalModelDeployment:
         batch_size_fn=_pair_count,
         max_concurrent_batches=2,
     )
-    async def score_chunk(self, chunks: list[Pairs]) -> list[ChunkScores]:
+    async def score_chunk(self, chunks: list[Pairs]) -> list[ScoredPairs]:
         """Raw scores of each chunk of pairs in a batch gathered from many requests, with when the
-        batch started and how long it took. Two batches run at once: one is tokenized while the
-        other is in the model."""
+        batch started and ended. Two batches run at once: one is tokenized while the other is in
+        the model."""
         started = time.perf_counter()
         pairs = [pair for chunk in chunks for pair in chunk]
         self._batch_sizes[len(pairs)] += 1
         self._batch_size_metric.observe(len(pairs))
         raw = await self.backend.forward_async(await self.backend.prepare_async(pairs))
         ended = time.perf_counter()
-        out: list[ChunkScores] = []
+        out: list[ScoredPairs] = []
         start = 0
         for chunk in chunks:
-            out.append(ChunkScores(raw[start : start + len(chunk)], started, ended))
+            out.append(ScoredPairs(raw[start : start + len(chunk)], started, ended))
             start += len(chunk)
         return out
 
-    async def _score_in_chunks(self, pairs: Pairs, timing: ModelTiming, arrived: float) -> list[float]:
+    async def score_pairs(self, pairs: Pairs) -> ScoredPairs:
+        """The engine's scorer here: ``pairs`` through the cross-request batches, refused at once
+        past ``max_pending_pairs``."""
         bound = self.config.serving.max_pending_pairs
         if bound is not None and self.pending_pairs and self.pending_pairs + len(pairs) > bound:
             self.refused += 1
@@ -172,11 +165,11 @@ class LocalModelDeployment:
             chunks = await self._batched(pairs)
         finally:
             self.pending_pairs -= len(pairs)
-        first = min(c.started for c in chunks)
-        timing.queue_s += first - arrived
-        timing.model_s += max(c.ended for c in chunks) - first
-        timing.pairs += len(pairs)
-        return [score for chunk in chunks for score in chunk.scores]
+        return ScoredPairs(
+            [score for chunk in chunks for score in chunk.raw],
+            min(c.started for c in chunks),
+            max(c.ended for c in chunks),
+        )
 
     def _set_batch_wait(self) -> None:
         """The wait of the batch that the next unit starts: none when this replica has been alone
@@ -189,7 +182,7 @@ class LocalModelDeployment:
             self.alone_units += 1
         self.score_chunk.set_batch_wait_timeout_s(wait)
 
-    async def _batched(self, pairs: Pairs) -> list[ChunkScores]:
+    async def _batched(self, pairs: Pairs) -> list[ScoredPairs]:
         size = self.max_batch_size
         chunks = [pairs[i : i + size] for i in range(0, len(pairs), size)]
         self.units += len(chunks)
@@ -198,60 +191,42 @@ class LocalModelDeployment:
             return [await self.score_chunk(chunks[0])]
         window = asyncio.Semaphore(CHUNKS_IN_FLIGHT)
 
-        async def one(chunk: Pairs) -> ChunkScores:
+        async def one(chunk: Pairs) -> ScoredPairs:
             async with window:
                 return await self.score_chunk(chunk)
 
         return list(await asyncio.gather(*(one(chunk) for chunk in chunks)))
 
-    async def _score(
-        self, pairs: Sequence[tuple[str, str]], timing: ModelTiming, arrived: float
-    ) -> list[float]:
-        """Raw scores of ``pairs``: from the cache where it holds them, the rest from the model
-        (each distinct missing pair scored once)."""
-        if not self.cache.max_entries:
-            return await self._score_in_chunks(list(pairs), timing, arrived)
-        found, keys = self.cache.lookup(pairs)
-        missing = list({keys[i]: pairs[i] for i, s in enumerate(found) if s is None}.items())
-        hits = len(pairs) - sum(1 for s in found if s is None)
-        if hits:
-            self._cache_lookups.inc(hits, tags={"result": "hit"})
-        timing.cached += hits
-        if not missing:
-            return [s for s in found if s is not None]
-        self._cache_lookups.inc(len(pairs) - hits, tags={"result": "miss"})
-        scored = await self._score_in_chunks([pair for _, pair in missing], timing, arrived)
-        self.cache.store([key for key, _ in missing], scored)
-        fresh = {key: score for (key, _), score in zip(missing, scored, strict=True)}
-        return [fresh[key] if s is None else s for s, key in zip(found, keys, strict=True)]
-
-    async def rerank(
-        self,
-        query: str,
-        documents: Sequence[str],
-        top_n: int | None = None,
-        long_documents: str | None = None,
-    ) -> ModelAnswer:
-        """Scored indices into ``documents``, best first, through the shared batches, and where
-        the request's time went in this replica."""
+    async def answer(self, request: RankRequest) -> Answer:
+        """The engine's answer to ``request`` (ranking and timing), through the shared batches."""
         self.in_flight += 1
         if self.in_flight > 1:
             self._company_at = time.monotonic()
-        timing = ModelTiming()
-        arrived = time.perf_counter()
         try:
-            scored = await self.backend.rerank_via(
-                functools.partial(self._score, timing=timing, arrived=arrived),
-                query,
-                documents,
-                top_n,
-                long_documents=long_documents,
-            )
-            return ModelAnswer(scored, timing)
+            return await self.backend.answer(request)
         finally:
             self.in_flight -= 1
-            # Every answered request, cache hits alone included, updates the replica's figures.
-            self.reporter.report(self.stats())
+            self._count_cache_lookups()
+            self._report_soon()
+
+    def _count_cache_lookups(self) -> None:
+        stats = self.backend.cache.stats
+        hits, misses = stats.hits - self._cache_counted[0], stats.misses - self._cache_counted[1]
+        if hits:
+            self._cache_lookups.inc(hits, tags={"result": "hit"})
+        if misses:
+            self._cache_lookups.inc(misses, tags={"result": "miss"})
+        self._cache_counted = (stats.hits, stats.misses)
+
+    def _report_soon(self) -> None:
+        """Report this replica's figures within ``REPORT_EVERY_S``, once for all the requests
+        answered meanwhile."""
+        if self._report_due is None:
+            self._report_due = asyncio.get_running_loop().call_later(REPORT_EVERY_S, self._report)
+
+    def _report(self) -> None:
+        self._report_due = None
+        self.reporter.report(self.stats())
 
     def stats(self) -> dict[str, Any]:
         """This replica's batching and cache statistics: batches by size in pairs (``{"batches":
@@ -275,7 +250,7 @@ class LocalModelDeployment:
             "batches": sum(self._batch_sizes.values()),
             "pairs": sum(s * c for s, c in self._batch_sizes.items()),
             "sizes": {str(s): c for s, c in sorted(self._batch_sizes.items())},
-            "cache": self.cache.info(),
+            "cache": self.backend.cache.info(),
         }
 
     def device(self) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 import ray
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from ray import serve
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
@@ -29,12 +30,13 @@ from deployments.http_errors import install_error_handlers, request_id
 from deployments.metrics import RouterMetrics
 from deployments.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from deployments.stats import config_digest, merge_replica_stats, open_board
-from deployments.timing import start_request
+from deployments.timing import timing_headers
+from rerank_core.admission import model_queues
 from rerank_core.backends import Backend, build_backend
 from rerank_core.config import LOCAL_TYPES, load_config
 from rerank_core.errors import BackendTimeout, RerankError
 from rerank_core.fallback import CircuitBreaker, FallbackChain, build_chain
-from rerank_core.types import RankedResult
+from rerank_core.types import RankedResult, RankRequest
 from rerank_wire import (
     CohereResponse,
     CohereV1Request,
@@ -64,6 +66,14 @@ AUTH = [Depends(require_key)]
 JSON_BODY = [Depends(require_key), Depends(require_json)]
 
 
+def json_response(body: BaseModel, headers: dict[str, str]) -> Response:
+    """``body`` as JSON, serialised once by pydantic (the model validated it when it was built, so
+    FastAPI's ``response_model`` is left to the OpenAPI schema)."""
+    return Response(
+        body.model_dump_json(exclude_none=True), media_type="application/json", headers=headers
+    )
+
+
 @serve.deployment(name="Router")
 @serve.ingress(api)
 class Router:
@@ -84,9 +94,11 @@ class Router:
             )
         api.state.service_keys = keys if auth.enabled else None
         self.backends: dict[str, Backend] = {}
+        #: This replica's view of each local model's queue: admission and attempt deadlines.
+        self.queues = model_queues(self.service)
         for name, cfg in self.service.backends.items():
             if cfg.type in LOCAL_TYPES:
-                self.backends[name] = DeploymentBackend(name, model_handles[name])
+                self.backends[name] = DeploymentBackend(name, model_handles[name], self.queues[name])
             elif cfg.api_key() is None:
                 self.backends[name] = DisabledBackend(name, cfg.api_key_env)
                 log.warning("backend %s disabled: %s is not set", name, cfg.api_key_env)
@@ -103,7 +115,7 @@ class Router:
         route_name, route = self.service.resolve_route(model)
         chain = self.chains.get(route_name)
         if chain is None:
-            chain = build_chain(route, self.backends, self.breakers)
+            chain = build_chain(route, self.backends, self.breakers, self.queues)
             self.chains[route_name] = chain
         return route_name, chain
 
@@ -113,7 +125,6 @@ class Router:
         """Answer ``q`` through its route's chain within the request deadline; where its time went
         goes into ``headers``."""
         start = time.perf_counter()
-        timing = start_request()
         limits = self.service.limits
         check_limits(q, limits)
         route_name, chain = self.chain_for(q.model)
@@ -122,7 +133,7 @@ class Router:
         self.in_flight += 1
         try:
             result = await asyncio.wait_for(
-                chain.rerank(q.query, q.texts, q.top_n, long_documents=q.long_documents),
+                chain.run(RankRequest(q.query, q.texts, q.top_n, q.long_documents)),
                 timeout=limits.request_timeout_s,
             )
             backend = result.backend
@@ -136,7 +147,7 @@ class Router:
                 "".join(f"; skipped {s.backend} ({s.reason})" for s in result.skipped),
             )
             latency = time.perf_counter() - start
-            headers.update(timing.headers(latency))
+            headers.update(timing_headers(latency, result.timing))
             return route_name, result, latency
         except TimeoutError:
             status = "deadline"
@@ -159,13 +170,12 @@ class Router:
         response_model_exclude_none=True,
         dependencies=JSON_BODY,
     )
-    async def rerank(
-        self, body: RerankRequest, request: Request, response: Response
-    ) -> RerankResponse:
+    async def rerank(self, body: RerankRequest, request: Request) -> Response:
         """Rerank documents; the service's own request and answer."""
         q = from_service_request(body)
-        route_name, result, latency = await self.run(q, response.headers)
-        return RerankResponse.model_validate(
+        headers: dict[str, str] = {}
+        route_name, result, latency = await self.run(q, headers)
+        answer = RerankResponse.model_validate(
             {
                 "id": request_id(request),
                 "model": route_name,
@@ -187,8 +197,9 @@ class Router:
                 ],
             }
         )
+        return json_response(answer, headers)
 
-    async def _cohere(self, q: RerankQuery, request: Request, version: str) -> JSONResponse:
+    async def _cohere(self, q: RerankQuery, request: Request, version: str) -> Response:
         headers: dict[str, str] = {}
         route_name, result, _ = await self.run(q, headers)
         body = CohereResponse.model_validate(
@@ -216,15 +227,15 @@ class Router:
                 "X-Rerank-Degraded": str(result.degraded).lower(),
             }
         )
-        return JSONResponse(body.model_dump(exclude_none=True), headers=headers)
+        return json_response(body, headers)
 
     @api.post("/v2/rerank", response_model=CohereResponse, dependencies=JSON_BODY)
-    async def rerank_cohere_v2(self, body: CohereV2Request, request: Request) -> JSONResponse:
+    async def rerank_cohere_v2(self, body: CohereV2Request, request: Request) -> Response:
         """Cohere v2 compatible: point the cohere SDK's ``base_url`` here."""
         return await self._cohere(from_cohere_request(body), request, "2")
 
     @api.post("/v1/rerank", response_model=CohereResponse, dependencies=JSON_BODY)
-    async def rerank_cohere_v1(self, body: CohereV1Request, request: Request) -> JSONResponse:
+    async def rerank_cohere_v1(self, body: CohereV1Request, request: Request) -> Response:
         """Cohere v1 and Jina compatible."""
         return await self._cohere(from_cohere_request(body), request, "1")
 

@@ -81,10 +81,22 @@ class BackendTimeout(BackendError):
 
 
 class BackendRateLimited(BackendError):
-    """The backend answered 429 or its queue is full."""
+    """The backend answered 429 or its queue is full. ``retry_after_s``: when the refusing side
+    expects to have room again, where it knows (None: the service's configured default)."""
 
     code = "rate_limited"
     retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        backend: str = "",
+        field: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message, backend=backend, field=field)
+        self.retry_after_s = retry_after_s
 
 
 class BackendUnavailable(BackendError):

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from rerank_core.admission import ModelQueue
+from rerank_core.attempts import AttemptDeadline, hedged
 from rerank_core.backends.base import Backend
 from rerank_core.config import BreakerConfig, RouteConfig
 from rerank_core.errors import (
@@ -21,7 +23,14 @@ from rerank_core.errors import (
     BackendRateLimited,
     BackendTimeout,
 )
-from rerank_core.types import RankedResult, Scored, Skip
+from rerank_core.types import (
+    Answer,
+    LongDocuments,
+    RankedResult,
+    RankRequest,
+    Scored,
+    Skip,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +94,8 @@ class ChainMember:
     timeout_s: float = 10.0
     retries: int = 1
     backoff_s: float = 0.05
+    #: The deadline by the work an attempt carries, and its hedge (None: ``timeout_s``, no hedge).
+    deadline: AttemptDeadline | None = None
 
 
 class FallbackChain:
@@ -117,8 +128,13 @@ class FallbackChain:
         documents: Sequence[str],
         top_n: int | None = None,
         *,
-        long_documents: str | None = None,
+        long_documents: LongDocuments | None = None,
     ) -> RankedResult:
+        """``run`` on a request made of these arguments."""
+        return await self.run(RankRequest(query, documents, top_n, long_documents))
+
+    async def run(self, request: RankRequest) -> RankedResult:
+        """The first member's answer to ``request``, as the class describes."""
         skipped: list[Skip] = []
         refusals: list[BackendRateLimited] = []
         for position, member in enumerate(self.members):
@@ -127,7 +143,7 @@ class FallbackChain:
                 skipped.append(Skip(name, "circuit breaker open"))
                 continue
             try:
-                results = await self._attempt(member, query, documents, top_n, long_documents)
+                answer = await self._attempt(member, request)
             except BackendError as exc:
                 if not exc.retryable:
                     member.breaker.record_success()  # the backend is up; the request was the problem
@@ -142,7 +158,11 @@ class FallbackChain:
                 continue
             member.breaker.record_success()
             return RankedResult(
-                results=results, backend=name, fallback=position > 0, skipped=skipped
+                results=answer.results,
+                backend=name,
+                fallback=position > 0,
+                skipped=skipped,
+                timing=answer.timing,
             )
         if refusals and len(refusals) == len(skipped):
             raise refusals[-1]
@@ -152,6 +172,7 @@ class FallbackChain:
                 + "; ".join(f"{s.backend}: {s.reason}" for s in skipped),
                 skipped=[{"backend": s.backend, "reason": s.reason} for s in skipped],
             )
+        documents, top_n = request.documents, request.top_n
         n = len(documents) if top_n is None else min(top_n, len(documents))
         return RankedResult(
             results=[Scored(index=i, score=0.0) for i in range(n)],
@@ -161,24 +182,22 @@ class FallbackChain:
             skipped=skipped,
         )
 
-    async def _attempt(
-        self,
-        member: ChainMember,
-        query: str,
-        documents: Sequence[str],
-        top_n: int | None,
-        long_documents: str | None,
-    ) -> list[Scored]:
+    async def _attempt(self, member: ChainMember, request: RankRequest) -> Answer:
         name = member.backend.name
         for attempt in range(member.retries + 1):
+            deadline = member.deadline
+            timeout_s = member.timeout_s if deadline is None else deadline.timeout_s(len(request.documents))
             try:
                 return await asyncio.wait_for(
-                    member.backend.rerank(query, documents, top_n, long_documents=long_documents),
-                    timeout=member.timeout_s,
+                    hedged(
+                        lambda: member.backend.answer(request),
+                        None if deadline is None else deadline.hedge_after_s(timeout_s),
+                    ),
+                    timeout=timeout_s,
                 )
             except TimeoutError:
                 error: BackendError = BackendTimeout(
-                    f"{name} did not answer within {member.timeout_s:g}s", backend=name
+                    f"{name} did not answer within {timeout_s:g}s", backend=name
                 )
             except BackendError as exc:
                 if not exc.retryable:
@@ -190,9 +209,13 @@ class FallbackChain:
 
 
 def build_chain(
-    route: RouteConfig, backends: Mapping[str, Backend], breakers: Mapping[str, CircuitBreaker]
+    route: RouteConfig,
+    backends: Mapping[str, Backend],
+    breakers: Mapping[str, CircuitBreaker],
+    queues: Mapping[str, ModelQueue] | None = None,
 ) -> FallbackChain:
-    """The chain a route describes, over already-built backends and their shared breakers."""
+    """The chain a route describes, over already-built backends and their shared breakers; a
+    backend with a queue in ``queues`` (a local model) gets attempts bounded by their work."""
     members = [
         ChainMember(
             backend=backends[name],
@@ -200,6 +223,7 @@ def build_chain(
             timeout_s=route.timeout_s,
             retries=route.retries,
             backoff_s=route.backoff_s,
+            deadline=AttemptDeadline(route, (queues or {}).get(name)),
         )
         for name in route.backends
     ]

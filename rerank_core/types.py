@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -38,15 +39,49 @@ class Skip:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class RankRequest:
+    """One rerank request as every backend takes it: the query, the texts to rank, how many of the
+    best to keep (None: all) and how to treat documents longer than a local model's input (None:
+    the model's configured mode; API backends leave it to the vendor)."""
+
+    query: str
+    documents: Sequence[str]
+    top_n: int | None = None
+    long_documents: LongDocuments | None = None
+
+
+@dataclass(slots=True)
+class ModelTiming:
+    """A local model's part of one request: seconds before its first batch started, seconds from
+    then until its last batch ended (tokenizing and forward passes), pairs the model scored, and
+    pairs answered from the score cache."""
+
+    queue_s: float = 0.0
+    model_s: float = 0.0
+    pairs: int = 0
+    cached: int = 0
+
+
+@dataclass(slots=True)
+class Answer:
+    """What every backend returns for a ``RankRequest``: the ranking, best first, and, from a
+    local model, where the request's time went."""
+
+    results: list[Scored]
+    timing: ModelTiming | None = None
+
+
 @dataclass(slots=True)
 class RankedResult:
-    """What a rerank produced, whatever answered."""
+    """What a rerank produced, whatever answered; ``timing`` is the answering local model's."""
 
     results: list[Scored]
     backend: str
     fallback: bool = False
     degraded: bool = False
     skipped: list[Skip] = field(default_factory=list)
+    timing: ModelTiming | None = None
 
 
 def sigmoid(x: float) -> float:

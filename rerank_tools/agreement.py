@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from rerank_core.backends.base import LocalModelBackend
 from rerank_core.backends.bi_encoder import BiEncoderBackend
 from rerank_core.backends.cross_encoder import CrossEncoderBackend
+from rerank_core.backends.local import LocalModelBackend
 from rerank_core.config import BiEncoderConfig, CrossEncoderConfig
 from rerank_core.errors import RerankError
 from rerank_tools.benchmark.runtimes import RUNTIME_LABELS

@@ -1,9 +1,13 @@
 """A real multi-node Ray cluster on 127.0.0.1, started with ``ray start`` and stopped by pid.
 
-Every node is one ``ray start --block`` process in a process group of its own, so the cluster is
-stopped by signalling exactly the process groups it started (never ``ray stop``, which would stop
-every Ray on the machine). Every port is chosen free and the temp dir is private, so the cluster
-does not collide with another Ray on the same host.
+Every node is one ``ray start`` process in a process group of its own, so the cluster is stopped by
+signalling exactly the process groups it started (never ``ray stop``, which would stop every Ray on
+the machine). Every port is chosen free and the temp dir is private, so the cluster does not collide
+with another Ray on the same host.
+
+Ray's failure detection is set explicitly (``FAILURE_DETECTION``), so a lost node is declared dead,
+and its replicas with it, within seconds. With a ``RedisServer`` the GCS is fault tolerant: it keeps
+its tables in Redis, and a GCS killed on the head is brought back (``restart_gcs``) with what it knew.
 """
 
 from __future__ import annotations
@@ -25,11 +29,26 @@ from pathlib import Path
 
 import psutil
 import requests
+from ray.util.state.exception import RayStateApiException
 
 #: Environment variable naming the cluster's temp dir in every process of the cluster.
 CLUSTER_MARKER = "RERANK_LOCAL_CLUSTER"
 #: Object store of each node: small, the service moves little data through it.
 OBJECT_STORE_BYTES = 150 * 1024 * 1024
+#: Ray's node failure detection, in the environment of every process of the cluster (the GCS reads
+#: it). The GCS checks each node's raylet every period and declares it dead after ``threshold``
+#: checks in a row failed or went unanswered for the timeout; only then do callers of its actors
+#: (the Router calling model replicas) learn that they are gone. Ray's defaults (every 3 s, 10 s
+#: to answer, 5 misses) take 15 s or more. A lost node refuses the checks at once, so these take
+#: about 5 s; a node that is only busy must leave 5 checks in a row unanswered for 2 s each to be
+#: declared dead, which an overloaded machine's pauses do not.
+FAILURE_DETECTION = {
+    "RAY_health_check_period_ms": "1000",
+    "RAY_health_check_timeout_ms": "2000",
+    "RAY_health_check_failure_threshold": "5",
+}
+#: Starts of a node before its failure to start is the caller's.
+NODE_START_TRIES = 2
 
 
 def free_port() -> int:
@@ -72,38 +91,134 @@ def free_port_block(count: int = 100, tries: int = 50, taken: frozenset[int] = f
     raise RuntimeError(f"no block of {count} free ports outside {low}-{high}")
 
 
+class NodeExited(RuntimeError):
+    """A node's ``ray start`` exited while it was awaited."""
+
+
 def _ray_cli() -> str:
     """The ``ray`` command of the running interpreter's environment."""
     beside = Path(sys.executable).with_name("ray")
     return str(beside) if beside.exists() else "ray"
 
 
+def redis_server_cli() -> str:
+    """The ``redis-server`` binary (Debian's package, which ``make setup`` installs)."""
+    found = shutil.which("redis-server")
+    if found is None:
+        raise RuntimeError("redis-server is not installed: run `make setup` (apt-get install redis-server)")
+    return found
+
+
+@dataclass
+class RedisServer:
+    """A ``redis-server`` on 127.0.0.1 at a free port, without persistence (it lives as long as the
+    test cluster), stopped by its pid; use as a context manager."""
+
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, log_path: Path) -> RedisServer:
+        """Start it and return once it accepts connections."""
+        with log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [redis_server_cli(), "--port", str(self.port), "--bind", "127.0.0.1",
+                 "--save", "", "--appendonly", "no", "--dir", str(log_path.parent)],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited: {log_path.read_text()[-2000:]}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 1):
+                return self
+            time.sleep(0.2)
+        raise TimeoutError(f"redis-server not up after 30 s (see {log_path})")
+
+    def keys(self, containing: str) -> list[str]:
+        """The keys whose name contains ``containing`` (``redis-cli --scan``, which Debian's
+        redis-server package brings)."""
+        cli = Path(redis_server_cli()).with_name("redis-cli")
+        done = subprocess.run(
+            [str(cli), "-h", "127.0.0.1", "-p", str(self.port), "--scan", "--pattern", f"*{containing}*"],
+            capture_output=True, text=True, timeout=30, check=True,
+        )  # fmt: skip
+        return done.stdout.split()
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL, by pid."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def __enter__(self) -> RedisServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass(frozen=True)
+class KilledProcess:
+    """How a killed Ray process was started, so that it can be started again as it was."""
+
+    pid: int
+    cmdline: list[str]
+    environ: dict[str, str]
+    cwd: str
+
+
 @dataclass
 class Node:
-    """One ``ray start --block`` process (its own process group) and its log."""
+    """One ``ray start`` process (its own process group), its log, and any process started for it
+    since (a restarted GCS)."""
 
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path
     resources: dict[str, float]
+    #: True: ``ray start --block``, which stays up with the node (and tears it down when one of its
+    #: processes dies). False: ``ray start`` returns once the node is up, its processes stay.
+    blocking: bool = True
+    restarted: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def processes(self) -> list[psutil.Process]:
-        """The node's processes alive now: ``ray start`` and every descendant."""
-        try:
-            root = psutil.Process(self.process.pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
+        """The node's processes alive now: ``ray start`` and every descendant, every process of
+        its process group (``ray start`` may have exited) and the restarted ones."""
+        found: dict[int, psutil.Process] = {}
+        roots = [self.process.pid, *(p.pid for p in self.restarted)]
+        for pid in roots:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                root = psutil.Process(pid)
+                for proc in (root, *root.children(recursive=True)):
+                    found[proc.pid] = proc
+        for proc in psutil.process_iter():
+            with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError, PermissionError):
+                if os.getpgid(proc.pid) in roots:
+                    found[proc.pid] = proc
+        return list(found.values())
 
     def raylet_pid(self) -> int:
         """The pid of this node's raylet."""
+        return self.pid_of("raylet")
+
+    def pid_of(self, name: str) -> int:
+        """The pid of this node's process named ``name`` (``raylet``, ``gcs_server``)."""
         for proc in self.processes():
             try:
-                if proc.name() == "raylet":
+                if proc.name() == name:
                     return proc.pid
             except psutil.NoSuchProcess:
                 continue
-        raise RuntimeError(f"node {self.name} has no raylet (see {self.log_path})")
+        raise RuntimeError(f"node {self.name} has no {name} (see {self.log_path})")
 
 
 @dataclass
@@ -117,6 +232,9 @@ class LocalCluster:
     head_cpus: float = 1
     head_resources: dict[str, float] = field(default_factory=lambda: {"head_node": 1})
     env: dict[str, str] = field(default_factory=dict)
+    #: ``host:port`` of the Redis that backs the GCS (GCS fault tolerance); None: the GCS keeps
+    #: its tables in memory and the head is a single point of failure.
+    redis_address: str | None = None
     temp_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="rrc-")))
     gcs_port: int = field(default_factory=free_port)
     dashboard_port: int = field(default_factory=free_port)
@@ -143,15 +261,36 @@ class LocalCluster:
             "RAY_USAGE_STATS_ENABLED": "0",
             "HF_HUB_OFFLINE": "1",
             CLUSTER_MARKER: str(self.temp_dir),
+            **FAILURE_DETECTION,
             **self.env,
         }
 
-    def _start(self, name: str, args: list[str], resources: dict[str, float], cpus: float) -> Node:
+    def _gcs_env(self, start: int) -> dict[str, str]:
+        """The head's environment for a GCS kept in Redis (what KubeRay sets from the RayService's
+        ``gcsFaultToleranceOptions``): the address, and a namespace of its own in that Redis (one
+        per start of the head, so a head started again never reads a failed start's tables)."""
+        if self.redis_address is None:
+            return {}
+        return {
+            "RAY_REDIS_ADDRESS": self.redis_address,
+            "RAY_external_storage_namespace": f"{self.temp_dir.name}-{start}",
+        }
+
+    def _start(
+        self,
+        name: str,
+        args: list[str],
+        resources: dict[str, float],
+        cpus: float,
+        *,
+        blocking: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> Node:
         worker_base = free_port_block(100, taken=frozenset(self.worker_blocks))
         self.worker_blocks.append(worker_base)
         log_path = self.temp_dir / f"{name}.log"
         command = [
-            _ray_cli(), "start", "--block", "--disable-usage-stats",
+            _ray_cli(), "start", *(["--block"] if blocking else []), "--disable-usage-stats",
             "--node-ip-address", "127.0.0.1",
             f"--num-cpus={cpus:g}", "--num-gpus=0",
             "--resources", json.dumps(resources),
@@ -168,38 +307,64 @@ class LocalCluster:
                 command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=self.process_env(),
+                env={**self.process_env(), **(env or {})},
                 start_new_session=True,
             )
-        node = Node(name, process, log_path, resources)
+        node = Node(name, process, log_path, resources, blocking)
         self.nodes.append(node)
         return node
 
     def start_head(self) -> Node:
-        """The head: GCS, dashboard (the REST address of ``serve deploy``), metrics export port."""
-        head = self._start(
-            "head",
-            [
-                "--head",
-                f"--port={self.gcs_port}",
-                f"--temp-dir={self.temp_dir}",
-                "--include-dashboard=true",
-                "--dashboard-host=127.0.0.1",
-                f"--dashboard-port={self.dashboard_port}",
-                f"--ray-client-server-port={free_port()}",
-                f"--metrics-export-port={self.metrics_port}",
-            ],
-            self.head_resources,
-            self.head_cpus,
-        )
-        self._wait(lambda: self._dashboard_up(), 120, "the head's dashboard", head)
-        return head
+        """The head: GCS, dashboard (the REST address of ``serve deploy``), metrics export port.
+
+        With ``redis_address`` the head is started without ``--block``, whose watch would tear the
+        whole head down (proxy and Router included) when the GCS dies: a lost GCS is then one
+        process to bring back, as a supervisor (Kubernetes, systemd) would."""
+
+        def start(attempt: int) -> Node:
+            return self._start(
+                "head",
+                [
+                    "--head",
+                    f"--port={self.gcs_port}",
+                    f"--temp-dir={self.temp_dir}",
+                    "--include-dashboard=true",
+                    "--dashboard-host=127.0.0.1",
+                    f"--dashboard-port={self.dashboard_port}",
+                    f"--ray-client-server-port={free_port()}",
+                    f"--metrics-export-port={self.metrics_port}",
+                ],
+                self.head_resources,
+                self.head_cpus,
+                blocking=self.redis_address is None,
+                env=self._gcs_env(attempt),
+            )
+
+        return self._start_node(start, self._dashboard_up, "the head's dashboard")
 
     def add_worker(self, name: str, cpus: float, resources: dict[str, float]) -> Node:
         """A worker node joining the head; returns once the cluster counts it alive."""
-        node = self._start(name, [f"--address={self.address}"], resources, cpus)
-        self._wait(lambda: self.alive_nodes_with(resources), 120, f"worker {name}", node)
-        return node
+        return self._start_node(
+            lambda _: self._start(name, [f"--address={self.address}"], resources, cpus),
+            lambda: self.alive_nodes_with(resources),
+            f"worker {name}",
+        )
+
+    def _start_node(self, start: Callable[[int], Node], ready: Callable[[], object], what: str) -> Node:
+        """``start(attempt)`` until ``ready()``; a node whose ``ray start`` gave up is stopped and
+        started once more: Ray allows a raylet a fixed 30 s to register, which a loaded machine
+        can miss."""
+        for attempt in range(NODE_START_TRIES):
+            node = start(attempt)
+            try:
+                self._wait(ready, 120, what, node)
+                return node
+            except NodeExited:
+                self.stop_node(node)
+                self.nodes.remove(node)
+                if attempt + 1 == NODE_START_TRIES:
+                    raise
+        raise AssertionError("unreachable")
 
     def alive_nodes_with(self, resources: dict[str, float]) -> list[str]:
         """Ids of alive nodes that offer every resource in ``resources``."""
@@ -218,19 +383,42 @@ class LocalCluster:
         os.kill(pid, signal.SIGKILL)
         return pid
 
+    def kill_gcs(self, head: Node) -> KilledProcess:
+        """SIGKILL the head's ``gcs_server`` by pid, as a crash; returns how it was started."""
+        proc = psutil.Process(head.pid_of("gcs_server"))
+        killed = KilledProcess(proc.pid, proc.cmdline(), proc.environ(), proc.cwd())
+        proc.kill()
+        proc.wait(timeout=10)
+        return killed
+
+    def restart_gcs(self, head: Node, killed: KilledProcess) -> None:
+        """Start the GCS again as it was started (same port, same Redis); returns once the
+        cluster's state API answers through it. It reloads its tables from Redis."""
+        if self.redis_address is None:
+            raise RuntimeError("without Redis a restarted GCS would know nothing of the cluster")
+        with (self.temp_dir / "gcs-restarted.log").open("ab") as log:
+            gcs = subprocess.Popen(
+                killed.cmdline, env=killed.environ, cwd=killed.cwd,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        head.restarted.append(gcs)
+        self._wait(lambda: self.alive_nodes_with(self.head_resources), 120, "the restarted GCS", head)
+
     def stop_node(self, node: Node, grace_s: float = 10) -> None:
-        """Stop the node's process group (SIGTERM, then SIGKILL) and any descendant outside it."""
+        """Stop the node's process groups (SIGTERM, then SIGKILL) and any descendant outside them."""
         stragglers = node.processes()
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(node.process.pid, sig)
+            for group in (node.process.pid, *(p.pid for p in node.restarted)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(group, sig)
             for proc in stragglers:
                 with contextlib.suppress(psutil.NoSuchProcess):
                     proc.send_signal(sig)
             _, alive = psutil.wait_procs(stragglers, timeout=grace_s)
             if not alive and node.process.poll() is not None:
                 break
-        node.process.wait(timeout=grace_s)
+        for process in (node.process, *node.restarted):
+            process.wait(timeout=grace_s)
 
     def stop(self) -> None:
         """Stop every node this cluster started (workers first) and remove its temp dir."""
@@ -255,9 +443,13 @@ class LocalCluster:
     def _wait(ready: Callable[[], object], timeout_s: float, what: str, node: Node) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if node.process.poll() is not None:
-                raise RuntimeError(f"{what} exited: {node.log_path.read_text()[-3000:]}")
-            if ready():
-                return
+            # A non-blocking ``ray start`` exits 0 once its node is up.
+            code = node.process.poll()
+            if code is not None and (node.blocking or code != 0):
+                raise NodeExited(f"{what} exited: {node.log_path.read_text()[-3000:]}")
+            # The state API answers errors of its own while the GCS it asks is not up yet.
+            with contextlib.suppress(requests.RequestException, RayStateApiException):
+                if ready():
+                    return
             time.sleep(1)
         raise TimeoutError(f"{what} not up after {timeout_s:g} s (see {node.log_path})")

@@ -13,14 +13,16 @@ import requests
 @dataclass(frozen=True)
 class Outcome:
     """One request: when it started (monotonic seconds), how long it took, its HTTP status (None:
-    no answer: a client time-out or a refused connection), the order of the results (200 only)
-    and, for any other status, the start of the error's message."""
+    no answer: a client time-out or a refused connection), the order of the results (200 only),
+    for any other status the start of the error's message, and whether a 200 was the route's
+    degraded last resort (the original order)."""
 
     started: float
     elapsed_s: float
     status: int | None
     order: list[int] | None
     detail: str | None = None
+    degraded: bool = False
 
 
 @dataclass
@@ -47,16 +49,20 @@ class Load:
                 status: int | None = None
                 order: list[int] | None = None
                 detail: str | None = None
+                degraded = False
                 try:
                     resp = session.post(self.url, json=self.body, timeout=self.timeout_s)
                     status = resp.status_code
                     if status == 200:
-                        order = [r["index"] for r in resp.json()["results"]]
+                        answer = resp.json()
+                        order = [r["index"] for r in answer["results"]]
+                        degraded = bool(answer.get("degraded", False))
                     else:
                         detail = resp.text[:200]
                 except requests.RequestException as exc:
                     detail = type(exc).__name__
-                outcome = Outcome(started, time.monotonic() - started, status, order, detail)
+                elapsed = time.monotonic() - started
+                outcome = Outcome(started, elapsed, status, order, detail, degraded)
                 with self._lock:
                     self.outcomes.append(outcome)
 

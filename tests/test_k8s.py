@@ -22,6 +22,8 @@ import jsonschema
 import pytest
 import yaml
 
+from rerank_core.admission import ModelQueue
+from rerank_core.attempts import attempt_timeout
 from rerank_core.config import LOCAL_TYPES, PACKAGED_MINILM, ServiceConfig, load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -232,6 +234,14 @@ BROKEN: dict[str, tuple[tuple[Any, ...], Any]] = {
     "rayStartParams values must be strings": (
         ("spec", "rayClusterConfig", "headGroupSpec", "rayStartParams", "num-cpus"),
         0,
+    ),
+    "a GCS fault tolerance option the CRD lacks": (
+        ("spec", "rayClusterConfig", "gcsFaultToleranceOptions", "redisAdress"),
+        "redis:6379",
+    ),
+    "a Redis address given as a mapping": (
+        ("spec", "rayClusterConfig", "gcsFaultToleranceOptions", "redisAddress"),
+        {"host": "redis", "port": 6379},
     ),
 }
 
@@ -462,3 +472,63 @@ def test_secret_example_has_every_required_key_with_fake_values(manifest: dict[s
     assert "auth_token" in secrets[cluster(manifest)["authOptions"]["secretName"]]
     for values in secrets.values():
         assert all("REPLACE-ME" in v and "fake" in v for v in values.values())
+
+
+# --- Faults: failure detection, GCS fault tolerance, attempts bound by their work ------------
+
+
+def test_gcs_is_kept_in_redis_with_address_and_password_from_a_secret(
+    manifest: dict[str, Any],
+) -> None:
+    rc = cluster(manifest)
+    ft = rc["gcsFaultToleranceOptions"]
+    # The CRD takes the address as a string; Kubernetes expands "$(VAR)" from the head
+    # container's variables defined before KubeRay's RAY_REDIS_ADDRESS, which it appends.
+    head_env = env_of(ray_container(rc["headGroupSpec"]))
+    assert ft["redisAddress"].startswith("$(") and ft["redisAddress"].endswith(")")
+    address_var = ft["redisAddress"][2:-1]
+    assert head_env[address_var]["valueFrom"]["secretKeyRef"]["name"]
+    assert ft["redisPassword"]["valueFrom"]["secretKeyRef"]["key"]
+    # KubeRay refuses these beside gcsFaultToleranceOptions (it sets them itself).
+    assert not {"RAY_REDIS_ADDRESS", "REDIS_PASSWORD", "REDIS_USERNAME"} & set(head_env)
+    assert "redis-password" not in rc["headGroupSpec"]["rayStartParams"]
+    assert "ray.io/ft-enabled" not in manifest["metadata"].get("annotations", {})
+    secrets = {
+        doc["metadata"]["name"]: doc["stringData"]
+        for doc in yaml.safe_load_all(SECRET_EXAMPLE.read_text())
+        if doc["kind"] == "Secret"
+    }
+    for ref in (head_env[address_var]["valueFrom"]["secretKeyRef"],
+                ft["redisPassword"]["valueFrom"]["secretKeyRef"]):  # fmt: skip
+        assert ref["key"] in secrets[ref["name"]], ref
+
+
+def test_node_failure_detection_is_explicit_and_takes_seconds(manifest: dict[str, Any]) -> None:
+    for name, group in groups(manifest):
+        env = env_of(ray_container(group))
+        period = int(env["RAY_health_check_period_ms"]["value"])
+        timeout = int(env["RAY_health_check_timeout_ms"]["value"])
+        threshold = int(env["RAY_health_check_failure_threshold"]["value"])
+        # A lost node is declared dead after about threshold checks; Ray's defaults take 15 s+.
+        assert threshold * period <= 10_000 and timeout <= 5_000, name
+        assert threshold >= 2, name
+
+
+@pytest.mark.parametrize("which", ["k8s", "local"])
+def test_default_route_bounds_attempts_by_their_work(
+    which: str, k8s_service: ServiceConfig, local_service: ServiceConfig
+) -> None:
+    service = k8s_service if which == "k8s" else local_service
+    _, route = service.resolve_route(None)
+    deadline = service.limits.request_timeout_s
+    for name in route.backends:
+        cfg = service.backends[name]
+        assert cfg.type in LOCAL_TYPES and cfg.serving.pairs_per_s, name
+        queue = ModelQueue(name, cfg.serving.pairs_per_s, deadline)
+        # A small request on a lost replica is retried within seconds ...
+        assert attempt_timeout(route, 10, queue) <= 5, name
+        # ... while the largest request allowed keeps its expected time, up to its deadline.
+        largest = service.limits.max_documents
+        assert attempt_timeout(route, largest, queue) >= min(
+            largest / cfg.serving.pairs_per_s, deadline
+        ), name

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import importlib
 
-from rerank_core.backends.base import Backend, LocalModelBackend
+from rerank_core.backends.base import Backend
+from rerank_core.backends.local import LocalModelBackend
 from rerank_core.config import BackendConfig
 
 _CLASSES: dict[str, tuple[str, str]] = {

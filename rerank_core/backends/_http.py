@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Generic, TypeVar
 
 import httpx
@@ -27,7 +27,7 @@ from rerank_core.errors import (
     BackendTimeout,
     BackendUnavailable,
 )
-from rerank_core.types import Scored, clamp01, top_n_of
+from rerank_core.types import Answer, RankRequest, Scored, clamp01, top_n_of
 
 #: Longest vendor message kept in an error.
 _MAX_DETAIL = 200
@@ -52,7 +52,7 @@ def error_for_status(status: int, backend: str, detail: str = "") -> BackendErro
 class ApiBackend(Backend, Generic[C]):
     """A vendor's rerank endpoint behind the ``Backend`` interface.
 
-    ``rerank`` answers an empty list without a call, resolves the key at call time (a missing key
+    ``answer`` answers an empty list without a call, resolves the key at call time (a missing key
     is a ``BackendAuthError``, so the service can start and report it), asks the vendor for at most
     ``len(documents)`` results, and checks what comes back: every index a position in
     ``documents``, each at most once, every score a number; scores are clamped into [0, 1].
@@ -62,26 +62,21 @@ class ApiBackend(Backend, Generic[C]):
         self.name = name
         self.config = config
 
-    async def rerank(
-        self,
-        query: str,
-        documents: Sequence[str],
-        top_n: int | None = None,
-        *,
-        long_documents: str | None = None,
-    ) -> list[Scored]:
+    async def answer(self, request: RankRequest) -> Answer:
         # Vendors truncate long documents on their side; ``long_documents`` does not apply.
+        documents = request.documents
         if not documents:
-            return []
+            return Answer([])
         key = self.config.api_key()
         if key is None:
             where = f"the environment variable {self.config.api_key_env}"
             if self.config.api_key_file:
                 where = f"{self.config.api_key_file} or {where}"
             raise BackendAuthError(f"{self.name} has no API key: set {where}", backend=self.name)
+        top_n = request.top_n
         asked = None if top_n is None else min(top_n, len(documents))
-        pairs = await self._request(query, list(documents), asked, key)
-        return ranked(pairs, len(documents), self.name, top_n, key)
+        pairs = await self._request(request.query, list(documents), asked, key)
+        return Answer(ranked(pairs, len(documents), self.name, top_n, key))
 
     @abc.abstractmethod
     async def _request(

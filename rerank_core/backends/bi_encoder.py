@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from rerank_core.backends.base import LocalModelBackend
+from rerank_core.backends.batching import Tokenized, pad_rows
 from rerank_core.backends.calibration import calibration_pairs
 from rerank_core.backends.limits import check_max_length
+from rerank_core.backends.local import LocalModelBackend, Pairs
 from rerank_core.backends.runtimes import load_runtime
 from rerank_core.config import PACKAGED_MINILM, BiEncoderConfig, ConfigError, is_local_path
 from rerank_core.types import clamp01
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
     from sentence_transformers import SentenceTransformer
 
@@ -44,9 +46,8 @@ class BiEncoderBackend(LocalModelBackend):
     and the document's normalised embeddings. Raw score: the cosine in [-1, 1]; relevance:
     ``(cos + 1) / 2``.
 
-    ``SentenceTransformer.encode`` sorts its input by character count and caps batches by count
-    only, so texts go through the shared token-length batching instead (each ``encode`` call gets
-    one batch already under ``batch_size`` and ``max_tokens_per_batch``).
+    Its items are the distinct texts of the pairs (a request's one query is embedded once), cut
+    into batches by the engine like any family's; ``pair_scores`` takes each pair's cosine.
 
     With ``runtime`` onnx or openvino the whole pipeline (transformer, pooling, normalisation) runs
     in that runtime on the model's export (``rerank_core.backends.runtimes``).
@@ -61,7 +62,10 @@ class BiEncoderBackend(LocalModelBackend):
         source = resolve_model_source(name, config.model)
         self.model: SentenceTransformer = self.load_model(
             lambda: SentenceTransformer(
-                source, device=self.device, local_files_only=is_local_path(source)
+                source,
+                device=self.device,
+                local_files_only=is_local_path(source),
+                model_kwargs={"dtype": self.torch_dtype()},
             )
         )
         if config.max_length is not None:
@@ -77,35 +81,48 @@ class BiEncoderBackend(LocalModelBackend):
                 name, self.model, source, config, "sentence_embedding", sample, calibration
             )
 
-    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        """Cosine of each pair's embeddings, in input order. Each distinct text (a request's one
-        query, above all) is embedded once."""
-        import torch
-
-        if not pairs:
-            return []
+    def tokenize(self, pairs: Pairs) -> Tokenized:
+        """Each distinct text of ``pairs`` tokenized once, truncated to the model's max length;
+        ``extra`` holds each pair's (query item, document item)."""
         texts = list(dict.fromkeys(text for pair in pairs for text in pair))
-        lengths = self.token_lengths(self.model.tokenizer, texts)
-        embeddings = torch.stack(self.run_batched(texts, lengths, self._embed)).float()
+        if not texts:
+            return Tokenized({}, [], [])
         position = {text: i for i, text in enumerate(texts)}
-        queries = embeddings[[position[q] for q, _ in pairs]]
-        documents = embeddings[[position[d] for _, d in pairs]]
-        return [float(c) for c in (queries * documents).sum(dim=-1)]
+        encoded = self.model.tokenizer(
+            texts, truncation="longest_first", max_length=self.model.max_seq_length
+        )
+        columns = {key: encoded[key] for key in encoded}
+        items = [(position[q], position[d]) for q, d in pairs]
+        return Tokenized(columns, [len(ids) for ids in columns["input_ids"]], items)
 
-    def _embed(self, batch: list[str]) -> list[torch.Tensor]:
+    def collate(self, tokenized: Tokenized, items: list[int]) -> dict[str, np.ndarray]:
+        pad = self.model.tokenizer.pad_token_id or 0
+        return {
+            key: pad_rows([rows[i] for i in items], pad if key == "input_ids" else 0)
+            for key, rows in tokenized.columns.items()
+        }
+
+    def forward_batch(self, features: Mapping[str, np.ndarray]) -> list[torch.Tensor]:
+        """Each text's normalised embedding."""
         import torch
 
         if self.exported is not None:
-            embeddings = self.exported(self.model.preprocess(batch)).float()
-            return list(torch.nn.functional.normalize(embeddings, dim=-1))
-        embeddings = self.model.encode(
-            batch,
-            batch_size=len(batch),
-            normalize_embeddings=True,
-            convert_to_tensor=True,
-            show_progress_bar=False,
-        )
-        return list(embeddings.cpu())
+            embeddings = self.exported(features)
+        else:
+            inputs = {key: torch.from_numpy(value).to(self.device) for key, value in features.items()}
+            embeddings = self.model(inputs)["sentence_embedding"]
+        return list(torch.nn.functional.normalize(embeddings.float(), dim=-1).cpu())
+
+    def pair_scores(self, tokenized: Tokenized, outputs: list[Any]) -> list[float]:
+        """The cosine of each pair's query and document embeddings."""
+        import torch
+
+        if not tokenized.extra:
+            return []
+        embeddings = torch.stack(outputs)
+        queries = embeddings[[q for q, _ in tokenized.extra]]
+        documents = embeddings[[d for _, d in tokenized.extra]]
+        return (queries * documents).sum(dim=-1).tolist()
 
     def to_relevance(self, raw: float) -> float:
         return clamp01((raw + 1.0) / 2.0)

@@ -4,17 +4,17 @@ bge-reranker-v2-gemma and their kind)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from rerank_core.backends.base import LocalModelBackend
+from rerank_core.backends.batching import Tokenized, pad_rows
 from rerank_core.backends.limits import check_max_length
+from rerank_core.backends.local import LocalModelBackend, Pairs
 from rerank_core.backends.prompts import Prompt, answer_scores
 from rerank_core.config import CausalLMConfig, ConfigError, is_local_path
 from rerank_core.types import sigmoid
 
 if TYPE_CHECKING:
-    import torch
+    import numpy as np
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
@@ -37,23 +37,19 @@ class CausalLMBackend(LocalModelBackend):
 
     def __init__(self, name: str, config: CausalLMConfig) -> None:
         super().__init__(name, config)
-        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         local = is_local_path(config.model)
         self.tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(
             config.model, trust_remote_code=config.trust_remote_code, local_files_only=local
         )
-        half = config.fp16 and self.device.startswith("cuda")
-        dtype = getattr(torch, config.gpu_dtype) if half else torch.float32
         self.model: PreTrainedModel = self.load_model(
             lambda: AutoModelForCausalLM.from_pretrained(
                 config.model,
-                dtype=dtype,
+                dtype=self.torch_dtype(),
                 trust_remote_code=config.trust_remote_code,
                 local_files_only=local,
-            ).to(self.device),
-            half=False,
+            ).to(self.device)
         )
         self.yes_id = self._token_id("yes_token", config.yes_token)
         no_token = config.no_token
@@ -89,30 +85,30 @@ class CausalLMBackend(LocalModelBackend):
         """The token ids of one pair's prompt, the document cut so that it fits ``max_length``."""
         return self.prompt.ids(query, document)
 
-    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        """Raw scores (yes minus no logit) of ``pairs`` in input order, in length-sorted batches
-        of at most ``batch_size`` prompts and ``max_tokens_per_batch`` padded tokens."""
-        if not pairs:
-            return []
+    def tokenize(self, pairs: Pairs) -> Tokenized:
+        """Each pair's prompt as token ids (``prompt_ids``)."""
         prompts = [self.prompt_ids(query, document) for query, document in pairs]
-        return self.run_batched(prompts, [len(p) for p in prompts], self._yes_minus_no)
+        return Tokenized({"input_ids": prompts}, [len(p) for p in prompts])
 
-    def _yes_minus_no(self, batch: list[list[int]]) -> list[float]:
+    def collate(self, tokenized: Tokenized, items: list[int]) -> dict[str, np.ndarray]:
+        """Prompts left-padded (the answer is read at the last position), with positions that
+        count from each prompt's first real token, so padding does not shift them."""
+        rows = [tokenized.columns["input_ids"][i] for i in items]
+        mask = pad_rows([[1] * len(r) for r in rows], 0, "left")
+        return {
+            "input_ids": pad_rows(rows, self.pad_id, "left"),
+            "attention_mask": mask,
+            "position_ids": (mask.cumsum(axis=1) - 1).clip(min=0),
+        }
+
+    def forward_batch(self, features: dict[str, np.ndarray]) -> list[float]:
+        """The yes-minus-no logit at each prompt's last position."""
         import torch
 
-        width = max(len(ids) for ids in batch)
-        input_ids = torch.tensor([[self.pad_id] * (width - len(ids)) + ids for ids in batch])
-        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch])
-        # Positions count from each prompt's first real token, so padding does not shift them.
-        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        logits: torch.Tensor = self.model(
-            input_ids=input_ids.to(self.device),
-            attention_mask=mask.to(self.device),
-            position_ids=positions.to(self.device),
-            logits_to_keep=1,
-        ).logits[:, -1, :]
+        inputs = {key: torch.from_numpy(value).to(self.device) for key, value in features.items()}
+        logits: torch.Tensor = self.model(**inputs, logits_to_keep=1).logits[:, -1, :]
         raw = answer_scores(logits, self.yes_id, self.no_id)
-        return [float(x) for x in raw.cpu()]
+        return raw.cpu().tolist()
 
     def to_relevance(self, raw: float) -> float:
         return sigmoid(raw)

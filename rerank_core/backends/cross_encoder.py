@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from rerank_core.backends.base import LocalModelBackend, PreparedPairs
+from rerank_core.backends.batching import Tokenized, length_batches, pad_rows
 from rerank_core.backends.calibration import calibration_pairs
 from rerank_core.backends.limits import check_max_length, check_runtime
+from rerank_core.backends.local import LocalModelBackend, Pairs
 from rerank_core.backends.runtimes import load_runtime
 from rerank_core.config import ConfigError, CrossEncoderConfig, is_local_path
 from rerank_core.types import clamp01, sigmoid
@@ -36,6 +37,7 @@ class CrossEncoderBackend(LocalModelBackend):
     """
 
     config: CrossEncoderConfig
+    length_batches = staticmethod(length_batches)
 
     def __init__(self, name: str, config: CrossEncoderConfig) -> None:
         super().__init__(name, config)
@@ -49,8 +51,12 @@ class CrossEncoderBackend(LocalModelBackend):
                 trust_remote_code=config.trust_remote_code,
                 # A local directory needs nothing from the Hub, not even its model card.
                 local_files_only=is_local_path(config.model),
+                model_kwargs={"dtype": self.torch_dtype()},
             )
         )
+        tokenizer = self.model.tokenizer
+        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._pad_side = "left" if tokenizer.padding_side == "left" else "right"
         check_max_length(name, config.max_length, self.model.max_seq_length, self.model.config)
         self.num_labels = self.model.num_labels
         if self.num_labels not in (1, 2):
@@ -89,31 +95,45 @@ class CrossEncoderBackend(LocalModelBackend):
 
         return apply_configured
 
-    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        """Raw logits of ``pairs`` in input order, scored in length-sorted batches of at most
-        ``batch_size`` pairs and ``max_tokens_per_batch`` padded tokens."""
-        return self.forward(self.prepare(pairs))
+    def tokenize(self, pairs: Pairs) -> Tokenized:
+        """Each pair tokenized once as the model's pair template has it, truncated (longest
+        first) to ``max_length`` tokens."""
+        if not pairs:
+            return Tokenized({}, [])
+        encoded = self.model.tokenizer(
+            [q for q, _ in pairs],
+            [d for _, d in pairs],
+            truncation="longest_first",
+            max_length=self.model.max_seq_length,
+        )
+        columns = {key: encoded[key] for key in encoded}
+        return Tokenized(columns, [len(ids) for ids in columns["input_ids"]])
 
-    def prepare(self, pairs: Sequence[tuple[str, str]]) -> PreparedPairs:
-        """Each pair tokenized once, cut into padded batches under the token budget."""
-        return self.token_pair_batches(self.model.tokenizer, pairs, self.model.max_seq_length)
+    def collate(self, tokenized: Tokenized, items: list[int]) -> dict[str, np.ndarray]:
+        """The items' columns padded as the tokenizer pads: ``input_ids`` with its pad token,
+        the other columns with 0."""
+        return {
+            key: pad_rows(
+                [rows[i] for i in items],
+                self._pad_id if key == "input_ids" else 0,
+                self._pad_side,  # type: ignore[arg-type]
+            )
+            for key, rows in tokenized.columns.items()
+        }
 
-    def forward(self, prepared: PreparedPairs) -> list[float]:
-        """The model's raw logits for each prepared batch, in input order."""
-        return self.forward_batches(prepared, self._logits)
-
-    def _logits(self, features: Mapping[str, np.ndarray]) -> list[float]:
+    def forward_batch(self, features: Mapping[str, np.ndarray]) -> list[float]:
+        """The model's raw logits for one padded batch."""
         import torch
 
         if self.exported is not None:
-            logits = self.exported({key: torch.from_numpy(value) for key, value in features.items()})
+            logits = self.exported(features)
         else:
             inputs = {key: torch.from_numpy(value).to(self.device) for key, value in features.items()}
             logits = self.model(inputs)["scores"]
         logits = logits.float()
         if logits.ndim == 2:
             logits = logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits[:, 0]
-        return [float(x) for x in logits.cpu()]
+        return logits.cpu().tolist()
 
     def to_relevance(self, raw: float) -> float:
         return self._relevance(raw)

@@ -37,7 +37,7 @@ from rerank_core.backends._http import malformed, status_error, timed_out, unrea
 from rerank_core.backends.base import Backend
 from rerank_core.config import LLMConfig
 from rerank_core.errors import BackendAuthError, BackendError
-from rerank_core.types import Scored, clamp01, top_n_of
+from rerank_core.types import Answer, RankRequest, Scored, clamp01, top_n_of
 
 log = logging.getLogger(__name__)
 
@@ -190,19 +190,13 @@ class LLMBackend(Backend):
             max_retries=0,
         )
 
-    async def rerank(
-        self,
-        query: str,
-        documents: Sequence[str],
-        top_n: int | None = None,
-        *,
-        long_documents: str | None = None,
-    ) -> list[Scored]:
-        """Rank ``documents`` with the model; ``long_documents`` is ignored: every document is cut
+    async def answer(self, request: RankRequest) -> Answer:
+        """Rank the documents with the model; ``long_documents`` is ignored: every document is cut
         to ``max_doc_chars`` characters, since windows of one long document would each cost a
         call."""
+        query, documents = request.query, request.documents
         if not documents:
-            return []
+            return Answer([])
         self._key_or_raise()
         if self.config.mode == "listwise":
             scored = rank_scores(await self._listwise_order(query, documents))
@@ -210,7 +204,7 @@ class LLMBackend(Backend):
             scored = await _gather_or_cancel(
                 [self._grade(query, i, text) for i, text in enumerate(documents)]
             )
-        return top_n_of(scored, top_n)
+        return Answer(top_n_of(scored, request.top_n))
 
     async def close(self) -> None:
         await self._client.close()

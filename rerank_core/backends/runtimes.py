@@ -93,9 +93,12 @@ class ExportedModel:
         return (lambda feeds: np.array(request.infer(feeds)[0], copy=True)), names
 
     def __call__(self, features: Mapping[str, Any]) -> torch.Tensor:
+        """The output for ``features``: numpy arrays (as the engine collates them) or CPU
+        tensors."""
+        import numpy as np
         import torch
 
-        feeds = {n: features[n].cpu().numpy() for n in self.input_names}
+        feeds = {n: np.asarray(features[n]) for n in self.input_names}
         return torch.from_numpy(self._run(feeds))
 
 

@@ -19,9 +19,10 @@ class ConfigError(RerankError):
 
 
 class StrictModel(BaseModel):
-    """A configuration section: unknown keys are refused, values are frozen."""
+    """A configuration section: unknown keys are refused, values are frozen; each field's
+    docstring is its description in the schema and the configuration reference."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 #: Ray's built-in resources, set by their own fields (num_cpus, num_gpus), never under ``resources``.

@@ -38,6 +38,13 @@ class ServingConfig(StrictModel):
     #: this is refused at once, unless the replica holds none (so a large request still runs).
     #: Bounds the wait in work, where ``max_queued_requests`` counts requests. None: no bound.
     max_pending_pairs: int | None = Field(None, ge=1)
+    #: Pairs a second one replica scores, as the router assumes until it has measured the model's
+    #: rate from its answers. It bounds each attempt by the work it carries (a request's pairs at
+    #: this rate, within the route's ``min_timeout_s`` and ``timeout_s``), so a request on a lost
+    #: replica is retried in seconds while a large one keeps its time. Set it at or below what
+    #: ``rerank-bench`` measures for the model on its hardware: too high cuts healthy attempts
+    #: short. None: no work-bound deadline, every attempt gets the route's ``timeout_s``.
+    pairs_per_s: float | None = Field(None, gt=0)
     #: Pairs in one ``@serve.batch`` batch; a request with more pairs enters it in chunks of this size.
     max_batch_size: int = Field(64, ge=1)
     #: Seconds a batch waits after its first pair for more, while the replica has company: another

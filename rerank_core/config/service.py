@@ -31,48 +31,78 @@ class BreakerConfig(StrictModel):
     """Open after ``failures`` consecutive failures for ``reset_s`` seconds, then let one probe in."""
 
     failures: int = Field(5, ge=1)
+    """Consecutive failures (timeouts, 5xx, unreachable; not refusals for overload) that open
+    the breaker."""
     reset_s: float = Field(30.0, gt=0)
+    """Seconds the breaker stays open before it lets one probe through."""
 
 
 class RouteSettings(StrictModel):
     """How a chain tries its backends (a route's settings, and those of a request that names one
     backend directly)."""
 
-    #: Per-attempt deadline for each backend.
     timeout_s: float = Field(10.0, gt=0)
-    #: Retries of one backend on retryable errors before moving on.
+    """Per-attempt deadline for each backend; for a local model whose ``serving.pairs_per_s`` is
+    set, the ceiling of its work-bound deadline (``rerank_core.attempts.attempt_timeout``)."""
+    min_timeout_s: float = Field(2.0, gt=0)
+    """The floor of a local model's work-bound attempt deadline. 2 s: a small request's proxy
+    hop, batch wait and forward pass take tenths of a second on a CPU, so 2 s leaves room for a
+    busy moment, yet a request sent to a replica on a lost node is retried within seconds."""
+    attempt_slack: float = Field(3.0, ge=1)
+    """A local model's attempt may take this many times its expected time (the pairs ahead of it
+    and its own at the model's rate) before it counts as lost. 3: rates vary with document
+    length and batch company; a healthy but slow attempt given up would be retried, doubling its
+    work."""
+    hedge_after: float | None = Field(None, gt=0, lt=1)
+    """Fraction of an attempt's deadline after which a second attempt of the same backend is
+    sent while the first still runs, the first answer winning (The Tail at Scale's hedged
+    requests). None (the default): no hedge, since on busy replicas it doubles the work of
+    exactly the requests that are slow because the replicas are busy, and a lost replica is
+    already retried at the attempt deadline. Worth it with several replicas and capacity to
+    spare."""
     retries: int = Field(1, ge=0)
+    """Retries of one backend on retryable errors before moving on."""
     backoff_s: float = Field(0.05, ge=0)
-    #: When every backend fails: answer in the original order, marked degraded (True), or fail (False).
+    """Seconds before the first retry of a backend, doubled for each further one."""
     last_resort: bool = True
+    """When every backend fails: answer in the original order, marked degraded (True), or fail
+    (False)."""
 
 
 class RouteConfig(RouteSettings):
     """A named fallback chain: backends tried in order."""
 
     backends: list[str] = Field(min_length=1)
+    """Backend names, tried in this order."""
 
 
 class LimitsConfig(StrictModel):
     """Input limits; every request over one gets a 4xx naming the field and the limit."""
 
     max_documents: int = Field(2000, ge=1)
+    """Documents in one request (and the most ``top_n`` can be)."""
     max_document_chars: int = Field(100_000, ge=1)
+    """Characters in one document."""
     max_request_chars: int = Field(4_000_000, ge=1)
+    """Characters in the query and all documents together."""
     max_query_chars: int = Field(10_000, ge=1)
+    """Characters in the query."""
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
-    #: Overall deadline of one request, fallbacks included.
+    """Bytes of a request body, chunked bodies included; past it the answer is 413."""
     request_timeout_s: float = Field(60.0, gt=0)
+    """Overall deadline of one request, fallbacks included."""
 
 
 class AuthConfig(StrictModel):
     """Bearer keys for this service. Off by default; keys come from the environment or a file."""
 
     enabled: bool = False
-    #: Comma-separated keys in this environment variable ...
+    """Require ``Authorization: Bearer <key>`` on the rerank routes and ``/v1/models``
+    (``/health`` stays open)."""
     api_keys_env: str = "RERANK_API_KEYS"
-    #: ... and/or one key a line in this (mounted secret) file.
+    """Comma-separated keys in this environment variable ..."""
     api_keys_file: str | None = None
+    """... and/or one key a line in this (mounted secret) file."""
 
     def load_keys(self) -> list[SecretStr]:
         """Every configured key (empty when none is set)."""
@@ -90,33 +120,46 @@ class RouterConfig(StrictModel):
     """How the HTTP router deployment is served (it does little compute: a fraction of a CPU)."""
 
     num_cpus: float = Field(0.25, ge=0)
-    #: Custom Ray resources each Router replica needs, e.g. ``{head_node: 0.01}`` to keep the Router
-    #: on the head node, which a cluster does not lose with a worker.
+    """CPUs Ray reserves for each Router replica."""
     resources: CustomResources = Field(default_factory=dict)
+    """Custom Ray resources each Router replica needs, e.g. ``{head_node: 0.01}`` to keep the
+    Router on the head node, which a cluster does not lose with a worker."""
     num_replicas: int = Field(1, ge=1)
+    """Router replicas; two on different nodes keep the way in through a lost node."""
     max_ongoing_requests: int = Field(256, ge=1)
-    #: Requests waiting for a router replica beyond ``max_ongoing_requests``; past it Serve's proxy
-    #: answers 429. None: no bound.
+    """Requests one Router replica works on at once (most of them wait on a model)."""
     max_queued_requests: int | None = Field(512, ge=1)
-    #: Seconds a 429 answer's ``Retry-After`` tells the client to wait (rounded up to whole seconds).
+    """Requests waiting for a router replica beyond ``max_ongoing_requests``; past it Serve's
+    proxy answers 429. None: no bound."""
     retry_after_s: float = Field(1.0, gt=0)
-    #: Seconds ``/health`` waits for each model replica to answer before calling it unavailable.
+    """Seconds a 429 answer's ``Retry-After`` tells the client to wait (rounded up to whole
+    seconds)."""
     health_timeout_s: float = Field(5.0, gt=0)
+    """Seconds ``/health`` waits for each model replica to answer before calling it unavailable."""
 
 
 class ServiceConfig(StrictModel):
     """The whole service: named backends, named routes, the default route, limits, auth."""
 
     backends: dict[str, BackendConfig]
+    """Named backends; ``type`` picks the kind (``cross_encoder``, ``bi_encoder``,
+    ``causal_lm``, ``cohere``, ``jina``, ``voyage``, ``llm``)."""
     routes: dict[str, RouteConfig] = Field(default_factory=dict)
+    """Named routes (fallback chains), chosen by a request's ``model``."""
     default_route: str | None = None
+    """The route (or backend) of a request without ``model``; None: the first route, or the first
+    backend when there are no routes."""
     limits: LimitsConfig = LimitsConfig()
+    """Input limits and the request deadline."""
     auth: AuthConfig = AuthConfig()
+    """The service's own bearer keys."""
     router: RouterConfig = RouterConfig()
-    #: Circuit breaker settings of every backend.
+    """How the Router deployment is served."""
     breaker: BreakerConfig = BreakerConfig()
-    #: A request whose ``model`` names a backend rather than a route: that backend alone, so.
+    """The circuit breaker every backend gets."""
     direct_backend: RouteSettings = RouteSettings()
+    """The settings of a request whose ``model`` names a backend rather than a route: that backend
+    alone, tried with these."""
 
     @model_validator(mode="after")
     def _references_resolve(self) -> ServiceConfig:

@@ -47,6 +47,7 @@ from rerank_tools.benchmark.loadgen import (
     run_cell,
 )
 from rerank_tools.benchmark.naive_server import NaiveServer
+from rerank_tools.benchmark.overload import measure_overload
 from rerank_tools.benchmark.plot import plot_sweep
 from rerank_tools.benchmark.runtimes import load_runtimes, measure_runtimes, runtime_labels
 from rerank_tools.evaluation.loaders import DatasetError
@@ -120,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     runtimes.add_argument("--runtime-docs", type=int, default=100, help="documents per request")
     runtimes.add_argument("--runtime-max-s", type=float, default=60.0, help="seconds for the sweep")
     runtimes.add_argument("--export-cache-dir", type=Path, help="where exports go (default: as configured)")
+    overload = parser.add_argument_group("goodput under overload (against --url, instead of the sweep)")
+    overload.add_argument("--overload", action="store_true",
+                          help="the unloaded rate, then --overload-clients that resend at once after "
+                          "a refusal: goodput within --deadline as a share of the unloaded rate")  # fmt: skip
+    overload.add_argument("--overload-clients", type=int, default=64)
+    overload.add_argument("--overload-base", type=int, default=8, help="clients of the unloaded cell")
+    overload.add_argument("--deadline", type=float, default=60.0,
+                          help="seconds past which an answer no longer counts (the deadline)")  # fmt: skip
     parser.add_argument("--output-dir", type=Path, help="default: ./runs/bench-<timestamp>/")
     return parser
 
@@ -315,7 +324,16 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, stdout: TextI
         ceiling, request_s = _measure_ceiling(args, traffic, emit) if args.ceiling else (None, None)
         ceiling_rate = ceiling.pairs_per_s if ceiling else None
         served: list[CellResult] = []
-        if url:
+        if url and args.overload:
+            _preflight(url)
+            for samples in traffic.values():
+                result = measure_overload(
+                    url, samples, clients=args.overload_clients, base_concurrency=args.overload_base,
+                    duration_s=args.duration, deadline_s=args.deadline, timeout_s=args.timeout,
+                    model=args.model, api_key=api_key,
+                )  # fmt: skip
+                emit(result.to_dict())
+        elif url:
             _preflight(url)
             served = _sweep(url, "served", traffic, args, deadline, emit, ceiling_rate, api_key)
         naive: list[CellResult] = []

@@ -91,6 +91,10 @@ class CellResult:
     stopped_by: str = "duration"
     #: The slowest refusal for overload (429), milliseconds; 0 when none.
     refused_max_ms: float = 0.0
+    #: Requests answered after the cell's ``deadline_s`` (counted in ``requests`` too).
+    late: int = 0
+    #: Requests that reached the client's own ``timeout_s`` without an answer.
+    client_timeouts: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "cell", **asdict(self)}
@@ -109,10 +113,13 @@ async def run_cell(
     model: str | None = None,
     top_n: int | None = None,
     api_key: str | None = None,
+    refused_backoff_s: float = REFUSED_BACKOFF_S,
+    deadline_s: float | None = None,
 ) -> CellResult:
     """Run one cell: ``warmup_requests`` unmeasured, then ``concurrency`` workers until
     ``duration_s`` passes or ``max_requests`` have been sent (in-flight requests finish, each
-    bounded by ``timeout_s``)."""
+    bounded by ``timeout_s``). A worker refused for overload waits ``refused_backoff_s`` before
+    its next request (0: it resends at once). Answers slower than ``deadline_s`` count as late."""
     url = check_loopback(url)
     if not samples:
         raise ValueError("no request samples")
@@ -120,11 +127,13 @@ async def run_cell(
     latencies: list[float] = []
     errors: Counter[str] = Counter()
     refusals: list[float] = []
+    timeouts = 0
     sent = 0
 
     async with AsyncRerankClient(url, api_key, timeout_s, max_connections=concurrency) as client:
 
         async def send(sample: RequestSample) -> None:
+            nonlocal timeouts
             started = time.perf_counter()
             try:
                 await client.rerank(
@@ -133,10 +142,12 @@ async def run_cell(
             except BackendRateLimited as exc:
                 errors[exc.code] += 1
                 refusals.append(time.perf_counter() - started)
-                # As a client honouring the service's Retry-After (1 s by default) would.
-                await asyncio.sleep(REFUSED_BACKOFF_S)
+                # As a client honouring the service's Retry-After (1 s by default) would, or not.
+                await asyncio.sleep(refused_backoff_s)
             except RerankError as exc:
                 errors[exc.code] += 1
+                if time.perf_counter() - started >= timeout_s:
+                    timeouts += 1
             else:
                 latencies.append(time.perf_counter() - started)
 
@@ -145,6 +156,7 @@ async def run_cell(
         latencies.clear()
         errors.clear()
         refusals.clear()
+        timeouts = 0
 
         deadline = time.perf_counter() + duration_s
 
@@ -172,5 +184,7 @@ async def run_cell(
         error_types=dict(errors),
         stopped_by="max_requests" if sent >= max_requests else "duration",
         refused_max_ms=max(refusals, default=0.0) * 1000,
+        late=sum(1 for t in latencies if deadline_s is not None and t > deadline_s),
+        client_timeouts=timeouts,
         **latency_summary(latencies),
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 
 import pytest
 
@@ -18,7 +17,7 @@ from rerank_core.errors import (
     BackendUnavailable,
 )
 from rerank_core.fallback import LAST_RESORT, ChainMember, CircuitBreaker, FallbackChain
-from rerank_core.types import Scored, top_n_of
+from rerank_core.types import Answer, RankRequest, Scored, top_n_of
 
 
 class ScriptedBackend(Backend):
@@ -29,22 +28,15 @@ class ScriptedBackend(Backend):
         self.script = list(script or [])
         self.calls = 0
 
-    async def rerank(
-        self,
-        query: str,
-        documents: Sequence[str],
-        top_n: int | None = None,
-        *,
-        long_documents: str | None = None,
-    ) -> list[Scored]:
+    async def answer(self, request: RankRequest) -> Answer:
         self.calls += 1
         step = self.script.pop(0) if self.script else None
         if isinstance(step, BackendError):
             raise step
         if isinstance(step, float):
             await asyncio.sleep(step)
-        n = len(documents)
-        return top_n_of([Scored(i, (i + 1) / n) for i in range(n)], top_n)
+        n = len(request.documents)
+        return Answer(top_n_of([Scored(i, (i + 1) / n) for i in range(n)], request.top_n))
 
 
 class FakeClock:

@@ -17,11 +17,11 @@ import torch
 from pydantic import ValidationError
 
 from rerank_core.backends import build_backend
-from rerank_core.backends.base import cpu_has_bf16
 from rerank_core.backends.bi_encoder import BiEncoderBackend
 from rerank_core.backends.calibration import calibration_pairs
 from rerank_core.backends.cross_encoder import CrossEncoderBackend
 from rerank_core.backends.exports import read_manifest
+from rerank_core.backends.local import cpu_has_bf16
 from rerank_core.config import BiEncoderConfig, ConfigError, CrossEncoderConfig, load_config
 from rerank_tools.tiny_models import EXAMPLES
 

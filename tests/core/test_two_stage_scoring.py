@@ -24,7 +24,7 @@ def backend(tiny_model_dir: Path) -> CrossEncoderBackend:
 
 def test_prepare_cuts_padded_batches_under_both_budgets(backend: CrossEncoderBackend) -> None:
     prepared = backend.prepare(PAIRS)
-    assert prepared.count == len(PAIRS)
+    assert prepared.pairs == len(PAIRS)
     assert sorted(i for batch, _ in prepared.batches for i in batch) == list(range(len(PAIRS)))
     widths = []
     for batch, features in prepared.batches:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,23 @@ class ServedApp:
 
     def get(self, path: str, **kw: Any) -> requests.Response:
         return requests.get(self.url + path, timeout=60, **kw)
+
+
+def settled_stats(read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A model's ``/v1/stats`` figures once its replicas' last reports have reached the board
+    (replicas report at most every quarter second): two reads 0.3 s apart that agree, busy time
+    aside (health checks add to it)."""
+    deadline = time.monotonic() + 15
+    last = read()
+    while True:
+        time.sleep(0.3)
+        now = read()
+        same = {k: v for k, v in now.items() if k not in ("busy_s", "replicas")} == {
+            k: v for k, v in last.items() if k not in ("busy_s", "replicas")
+        }
+        if same or time.monotonic() > deadline:
+            return now
+        last = now
 
 
 #: Where the local Ray exports Prometheus metrics during the tests.

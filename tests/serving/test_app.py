@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from rerank_tools.tiny_models import EXAMPLES
-from tests.serving.conftest import METRICS_PORT, ServedApp
+from tests.serving.conftest import METRICS_PORT, ServedApp, settled_stats
 
 pytestmark = pytest.mark.serve
 
@@ -107,7 +107,7 @@ def test_api_backend_through_the_service(app: ServedApp) -> None:
 
 
 def test_concurrent_requests_share_batches(app: ServedApp) -> None:
-    before = app.get("/v1/stats").json()["models"]["tiny"]
+    before = settled_stats(lambda: app.get("/v1/stats").json()["models"]["tiny"])
     errors: list[str] = []
 
     def client() -> None:
@@ -122,7 +122,7 @@ def test_concurrent_requests_share_batches(app: ServedApp) -> None:
     for t in threads:
         t.join()
     assert not errors
-    after = app.get("/v1/stats").json()["models"]["tiny"]
+    after = settled_stats(lambda: app.get("/v1/stats").json()["models"]["tiny"])
     assert after["pairs"] - before["pairs"] == 12 * 3 * len(DOCS)
     new_sizes = {
         int(size): count - before["sizes"].get(size, 0)
@@ -253,3 +253,23 @@ def test_every_answer_says_where_its_time_went(app: ServedApp) -> None:
     # An API backend's answer has no model time in it.
     api = app.post("/rerank", {"query": "purr cat", "documents": DOCS, "model": "api"}).headers
     assert (api["X-Pairs"], api["X-Inference-Time"]) == ("0", "0.0")
+
+
+def test_the_served_model_and_the_in_process_cli_score_alike(app: ServedApp) -> None:
+    """The Serve deployment and the ``rerank`` CLI run the same scoring engine: the same ranking
+    and the same raw scores for the same model and request."""
+    import asyncio
+
+    from rerank_core.cli import rerank_with
+    from rerank_core.config import load_config
+
+    documents = [*DOCS, "the cat purred on the warm mat", "stock prices fell sharply today"]
+    served = app.post("/rerank", {"query": EX.query, "documents": documents, "model": "tiny"})
+    assert served.status_code == 200, served.text
+    local = asyncio.run(rerank_with(load_config(app.config), "tiny", EX.query, documents, None))
+    assert local.backend == "tiny"
+    got = served.json()["results"]
+    assert [r["index"] for r in got] == [s.index for s in local.results]
+    assert [r["raw_score"] for r in got] == pytest.approx(
+        [s.raw_score for s in local.results], abs=1e-6
+    )

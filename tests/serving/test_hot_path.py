@@ -17,7 +17,7 @@ import requests
 from rerank_core.backends.cross_encoder import CrossEncoderBackend
 from rerank_core.config import CrossEncoderConfig
 from rerank_tools.tiny_models import EXAMPLES
-from tests.serving.conftest import FAKE_CO_KEY, ServedApp
+from tests.serving.conftest import FAKE_CO_KEY, ServedApp, settled_stats
 from tests.stubs.vendors import CohereStub
 
 pytestmark = pytest.mark.serve
@@ -31,7 +31,7 @@ RETRY_AFTER_S = 7
 
 
 def tiny_stats(app: ServedApp) -> dict[str, Any]:
-    return app.get("/v1/stats").json()["models"]["tiny"]
+    return settled_stats(lambda: app.get("/v1/stats").json()["models"]["tiny"])
 
 
 def new_batches(before: dict[str, Any], after: dict[str, Any]) -> list[int]:
@@ -68,7 +68,9 @@ class HotApp:
         return requests.post(self.url + "/rerank", json=body, timeout=60)
 
     def stats(self, model: str) -> dict[str, Any]:
-        return requests.get(self.url + "/v1/stats", timeout=60).json()["models"][model]
+        return settled_stats(
+            lambda: requests.get(self.url + "/v1/stats", timeout=60).json()["models"][model]
+        )
 
 
 def hot_config(tiny: Path, co_url: str, co_key: Path, cached_max_length: int | None) -> dict[str, Any]:

@@ -29,3 +29,28 @@ def test_every_error_kind_has_its_status() -> None:
     # Every class of the core's errors module is answered by the table, none by accident.
     kinds = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.RerankError)]
     assert all(any(issubclass(k, base) for base in STATUS) for k in kinds)
+
+
+def test_a_refusal_that_knows_when_to_come_back_says_so() -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from deployments.http_errors import install_error_handlers
+    from deployments.middleware import RequestIdMiddleware
+
+    api = FastAPI()
+    api.add_middleware(RequestIdMiddleware)
+    api.state.retry_after_s = 1.0
+    install_error_handlers(api)
+
+    @api.get("/queue-full")
+    async def queue_full() -> None:
+        raise errors.BackendRateLimited("full", backend="m", retry_after_s=6.2)
+
+    @api.get("/vendor-429")
+    async def vendor_429() -> None:
+        raise errors.BackendRateLimited("429", backend="co")
+
+    client = TestClient(api)
+    assert client.get("/queue-full").headers["Retry-After"] == "7"
+    assert client.get("/vendor-429").headers["Retry-After"] == "1"

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from rerank_core.backends import build_backend
-from rerank_core.backends.base import cpu_has_bf16
+from rerank_core.backends.local import cpu_has_bf16
 from rerank_core.config import CrossEncoderConfig
 from rerank_tools.tiny_models import EXAMPLES
 from tests.serving.conftest import serving

@@ -106,9 +106,7 @@ def test_batches_are_sorted_by_length_and_scores_come_back_in_input_order(
     budget = 128
     backend = make_backend(tiny_model_dir, batch_size=3, max_tokens_per_batch=budget)
     pairs = mixed_length_pairs()
-    lengths = backend.token_lengths(
-        backend.model.tokenizer, [q for q, _ in pairs], [d for _, d in pairs]
-    )
+    lengths = backend.tokenize(pairs).lengths
     assert max(lengths) <= budget and max(lengths) >= 8 * min(lengths)
 
     with forward_shapes(backend) as shapes:
@@ -201,7 +199,7 @@ def test_short_and_long_pairs_go_in_separate_passes(tiny_model_dir: Path) -> Non
 
 
 def test_the_default_pass_cost_depends_on_the_device(tiny_model_dir: Path) -> None:
-    from rerank_core.backends.base import DEFAULT_BATCH_COST_TOKENS
+    from rerank_core.backends.batching import DEFAULT_BATCH_COST_TOKENS
 
     cpu = make_backend(tiny_model_dir, device="cpu")
     assert cpu.batch_cost_tokens == DEFAULT_BATCH_COST_TOKENS["cpu"]

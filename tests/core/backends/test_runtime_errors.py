@@ -80,13 +80,13 @@ def test_a_batch_that_fails_in_the_runtime_raises_the_typed_error(tiny_model_dir
     def fail(features: Any) -> list[float]:
         raise InvalidArgument("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Invalid input name: x")
 
-    backend._logits = fail  # type: ignore[method-assign]
+    backend.forward_batch = fail  # type: ignore[method-assign]
     with pytest.raises(BackendBadRequest, match="ce cannot take a batch of 1: Invalid input name"):
         backend.score_pairs([("a query", "a document")])
 
     def bug(features: Any) -> list[float]:
         raise KeyError("token_type_ids")
 
-    backend._logits = bug  # type: ignore[method-assign]
+    backend.forward_batch = bug  # type: ignore[method-assign]
     with pytest.raises(KeyError):
         backend.score_pairs([("a query", "a document")])

@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from rerank_core.backends.base import Backend
-from rerank_core.types import Scored, top_n_of
+from rerank_core.types import Answer, RankRequest, Scored, top_n_of
 from rerank_tools.evaluation import cli
 from rerank_tools.evaluation.loaders import load_candidates, read_trec_run
 from rerank_tools.evaluation.report import summarize, write_outputs
@@ -26,8 +25,9 @@ class OverlapBackend(Backend):
 
     name = "overlap"
 
-    async def rerank(self, query: str, documents: Sequence[str], top_n: int | None = None) -> list[Scored]:
-        return top_n_of([Scored(i, overlap_score(query, d)) for i, d in enumerate(documents)], top_n)
+    async def answer(self, request: RankRequest) -> Answer:
+        scored = [Scored(i, overlap_score(request.query, d)) for i, d in enumerate(request.documents)]
+        return Answer(top_n_of(scored, request.top_n))
 
 
 @pytest.fixture

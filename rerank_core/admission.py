@@ -1,0 +1,138 @@
+"""Admission by expected waiting time: what a caller knows of one model's queue, and the refusal of
+a request that could only be answered after its deadline.
+
+Plain Python (no Ray), kept by whoever sends a model its requests (the Router, one per replica):
+the pairs it has sent that are not answered yet, and the rate at which answers come back while
+some are outstanding. A request is refused before it is sent when the pairs ahead of it and its
+own, at that rate, would take longer than its deadline; the refusal says when the queue will have
+drained enough to take it, so a client can come back then instead of at once.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rerank_core.config import LOCAL_TYPES, ServiceConfig
+from rerank_core.errors import BackendRateLimited
+
+#: Seconds of busy time one rate measurement spans: long enough to cover a few batches, short
+#: enough to follow a change of replicas.
+RATE_WINDOW_S = 2.0
+#: Weight of a new measurement in the rate (an exponential moving average over windows).
+RATE_WEIGHT = 0.3
+
+
+class ModelQueue:
+    """The outstanding pairs of one model, its measured rate and the admission decision.
+
+    ``pairs_per_s`` is the rate assumed until one is measured (None: nothing is refused until
+    then). ``deadline_s`` is a request's whole deadline, against which its expected wait is held.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        pairs_per_s: float | None,
+        deadline_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.assumed_pairs_per_s = pairs_per_s
+        self.deadline_s = deadline_s
+        self._clock = clock
+        #: Pairs sent and not answered yet (nor failed).
+        self.pairs_ahead = 0
+        self._measured: float | None = None
+        self._since = clock()
+        self._window_busy_s = 0.0
+        self._window_pairs = 0
+
+    @property
+    def pairs_per_s(self) -> float | None:
+        """The rate answers come back at while the model is busy: measured, else assumed."""
+        return self._measured if self._measured is not None else self.assumed_pairs_per_s
+
+    def slowest_pairs_per_s(self) -> float | None:
+        """The slower of the measured and the assumed rate (an attempt deadline is set by it, so a
+        rate measured high never cuts an attempt shorter than the configuration allows)."""
+        rates = [r for r in (self._measured, self.assumed_pairs_per_s) if r is not None]
+        return min(rates) if rates else None
+
+    def expected_wait_s(self, own_pairs: int = 0) -> float:
+        """Seconds until the pairs ahead (and ``own_pairs``) are answered at the current rate;
+        0 while no rate is known."""
+        rate = self.pairs_per_s
+        return (self.pairs_ahead + own_pairs) / rate if rate else 0.0
+
+    def admit(self, n_pairs: int) -> None:
+        """Raise ``BackendRateLimited`` (with ``retry_after_s``) when a request of ``n_pairs``
+        would be answered after ``deadline_s``. A request that finds nothing ahead of it is always
+        admitted: its own size is bounded by the input limits, not by the queue."""
+        self._tick()
+        if self.pairs_ahead == 0:
+            return
+        expected = self.expected_wait_s(n_pairs)
+        if expected <= self.deadline_s:
+            return
+        raise BackendRateLimited(
+            f"model {self.name} is overloaded: about {expected:.0f}s of work ahead, past the "
+            f"request's {self.deadline_s:g}s deadline",
+            backend=self.name,
+            retry_after_s=max(1.0, math.ceil(expected - self.deadline_s)),
+        )
+
+    @contextmanager
+    def outstanding(self, n_pairs: int) -> Iterator[None]:
+        """Count ``n_pairs`` as ahead of later requests while the block runs; if it ends without
+        an exception they count as answered in the rate."""
+        self._tick()
+        self.pairs_ahead += n_pairs
+        answered = False
+        try:
+            yield
+            answered = True
+        finally:
+            self._tick()
+            self.pairs_ahead -= n_pairs
+            if answered:
+                self._window_pairs += n_pairs
+            self._close_window()
+
+    def _tick(self) -> None:
+        """Add the time since the last event to the window's busy time if pairs were out."""
+        now = self._clock()
+        if self.pairs_ahead > 0:
+            self._window_busy_s += now - self._since
+        self._since = now
+
+    def _close_window(self) -> None:
+        if self._window_busy_s < RATE_WINDOW_S:
+            return
+        # A window without a single answer (a lost replica, every attempt failing) says nothing
+        # of the rate of a healthy model: it is dropped rather than taken as a rate of zero.
+        if self._window_pairs > 0:
+            sample = self._window_pairs / self._window_busy_s
+            self._measured = (
+                sample
+                if self._measured is None
+                else (1 - RATE_WEIGHT) * self._measured + RATE_WEIGHT * sample
+            )
+        self._window_busy_s = 0.0
+        self._window_pairs = 0
+
+
+def model_queues(
+    service: ServiceConfig, clock: Callable[[], float] = time.monotonic
+) -> dict[str, ModelQueue]:
+    """A queue for each local model of ``service``, held against the request deadline
+    (``limits.request_timeout_s``) and starting from the model's ``serving.pairs_per_s``."""
+    return {
+        name: ModelQueue(
+            name, cfg.serving.pairs_per_s, service.limits.request_timeout_s, clock=clock
+        )
+        for name, cfg in service.backends.items()
+        if cfg.type in LOCAL_TYPES
+    }

@@ -1,0 +1,91 @@
+"""How long one attempt of a fallback chain may take, and its hedged second attempt.
+
+A fixed per-attempt deadline must fit the largest request, so a small request whose replica was
+lost waits as long as a 2,000-document one may take. Here a local model's attempt is bounded by
+the work it carries: the pairs ahead of it and its own at the model's rate, with room for a slow
+moment, never under the route's floor nor over its ceiling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from rerank_core.admission import ModelQueue
+from rerank_core.config import RouteSettings
+from rerank_core.errors import BackendRateLimited
+
+_T = TypeVar("_T")
+
+
+def attempt_timeout(route: RouteSettings, n_pairs: int, queue: ModelQueue | None = None) -> float:
+    """Seconds one attempt of a request of ``n_pairs`` pairs may take before the chain gives it up.
+
+    With a model ``queue`` whose rate is known: ``route.attempt_slack`` times the expected time
+    (the queue's expected wait plus ``n_pairs`` at the slower of its measured and assumed rates),
+    within [``route.min_timeout_s``, ``route.timeout_s``]. Otherwise ``route.timeout_s``.
+    """
+    rate = queue.slowest_pairs_per_s() if queue is not None else None
+    if queue is None or rate is None:
+        return route.timeout_s
+    expected = queue.expected_wait_s() + n_pairs / rate
+    return min(route.timeout_s, max(route.min_timeout_s, route.attempt_slack * expected))
+
+
+@dataclass
+class AttemptDeadline:
+    """A chain member's attempt deadline and hedge, from its route and (for a local model) the
+    queue the caller keeps of it."""
+
+    route: RouteSettings
+    queue: ModelQueue | None = None
+
+    def timeout_s(self, n_pairs: int) -> float:
+        """The deadline of one attempt of ``n_pairs`` pairs (``attempt_timeout``)."""
+        return attempt_timeout(self.route, n_pairs, self.queue)
+
+    def hedge_after_s(self, timeout_s: float) -> float | None:
+        """Seconds into an attempt with this deadline after which a hedge is sent; None: never."""
+        hedge = self.route.hedge_after
+        return None if hedge is None else hedge * timeout_s
+
+
+async def hedged(call: Callable[[], Awaitable[_T]], hedge_after_s: float | None) -> _T:
+    """``call()``'s answer; if it has not come after ``hedge_after_s``, a second ``call()`` runs
+    beside it and the first answer of the two wins (the other is cancelled).
+
+    A hedge refused for overload is dropped and the first call awaited alone: a hedge is worth
+    sending only to a model with room. An error of one call is raised only once the other has
+    failed too (the later error), so one lost replica does not fail a hedged attempt.
+    """
+    first = asyncio.ensure_future(call())
+    if hedge_after_s is None:
+        return await first
+    tasks = [first]
+    try:
+        done, _ = await asyncio.wait(tasks, timeout=hedge_after_s)
+        if not done:
+            tasks.append(asyncio.ensure_future(call()))
+        pending = set(tasks)
+        error: BaseException | None = None
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                exc = task.exception()
+                if exc is None:
+                    return task.result()
+                # A hedge the model refused leaves the first call to answer alone.
+                if task is not first and isinstance(exc, BackendRateLimited) and pending:
+                    continue
+                error = exc
+        assert error is not None
+        raise error
+    finally:
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task

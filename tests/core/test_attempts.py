@@ -1,0 +1,125 @@
+"""Attempt deadlines bound by the work a request carries, and hedged attempts (no Ray)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from rerank_core.admission import ModelQueue
+from rerank_core.attempts import AttemptDeadline, attempt_timeout, hedged
+from rerank_core.backends.base import Backend
+from rerank_core.config import BreakerConfig, RouteConfig, RouteSettings
+from rerank_core.errors import AllBackendsFailed, BackendRateLimited, BackendUnavailable
+from rerank_core.fallback import CircuitBreaker, build_chain
+from rerank_core.types import Answer, RankRequest
+
+ROUTE = RouteSettings(timeout_s=60, min_timeout_s=2, attempt_slack=3)
+
+
+def queue(pairs_per_s: float | None, ahead: int = 0) -> ModelQueue:
+    q = ModelQueue("m", pairs_per_s, deadline_s=60)
+    q.pairs_ahead = ahead
+    return q
+
+
+def test_a_small_request_gets_the_floor_and_a_large_one_its_time() -> None:
+    q = queue(50.0)
+    assert attempt_timeout(ROUTE, 10, q) == 2.0  # 0.2 s of work: the floor
+    assert attempt_timeout(ROUTE, 100, q) == pytest.approx(6.0)  # 2 s of work, 3x
+    assert attempt_timeout(ROUTE, 2000, q) == 60.0  # 40 s of work: the ceiling
+
+
+def test_the_work_ahead_counts() -> None:
+    assert attempt_timeout(ROUTE, 10, queue(50.0, ahead=490)) == pytest.approx(30.0)
+
+
+def test_without_a_rate_or_a_queue_the_route_timeout_holds() -> None:
+    assert attempt_timeout(ROUTE, 10, None) == 60.0
+    assert attempt_timeout(ROUTE, 10, queue(None)) == 60.0
+
+
+def test_hedge_after_is_a_share_of_the_attempt() -> None:
+    assert AttemptDeadline(ROUTE).hedge_after_s(6.0) is None
+    hedging = AttemptDeadline(RouteSettings(hedge_after=0.5))
+    assert hedging.hedge_after_s(6.0) == 3.0
+
+
+class Calls:
+    """A call whose n-th invocation sleeps, answers or raises as scripted."""
+
+    def __init__(self, *script: float | Exception) -> None:
+        self.script = list(script)
+        self.started = 0
+        self.cancelled = 0
+
+    async def __call__(self) -> int:
+        n = self.started
+        self.started += 1
+        step = self.script[n]
+        if isinstance(step, Exception):
+            raise step
+        try:
+            await asyncio.sleep(step)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        return n
+
+
+async def test_no_hedge_before_the_answer_is_overdue() -> None:
+    calls = Calls(0.01, 0.01)
+    assert await hedged(calls, 0.5) == 0
+    assert calls.started == 1
+
+
+async def test_the_hedge_answers_for_a_silent_first_call() -> None:
+    calls = Calls(10.0, 0.01)
+    assert await hedged(calls, 0.05) == 1
+    assert calls.started == 2 and calls.cancelled == 1
+
+
+async def test_a_refused_hedge_leaves_the_first_call_to_answer() -> None:
+    calls = Calls(0.2, BackendRateLimited("full", backend="m"))
+    assert await hedged(calls, 0.05) == 0
+
+
+async def test_one_failed_call_does_not_fail_a_hedged_attempt() -> None:
+    calls = Calls(0.2, BackendUnavailable("lost", backend="m"))
+    assert await hedged(calls, 0.05) == 0
+    both = Calls(0.1, BackendUnavailable("lost too", backend="m"))
+    both.script[0] = BackendUnavailable("lost", backend="m")
+    with pytest.raises(BackendUnavailable):
+        await hedged(both, 0.05)
+
+
+class SilentBackend(Backend):
+    """A model replica on a lost node: never answers."""
+
+    name = "model"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def answer(self, request: RankRequest) -> Answer:
+        self.calls += 1
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+
+async def test_a_small_request_on_a_lost_replica_fails_at_the_floor_not_the_ceiling() -> None:
+    route = RouteConfig(backends=["model"], timeout_s=30, min_timeout_s=0.05, retries=1,
+                        backoff_s=0, last_resort=False)  # fmt: skip
+    backend = SilentBackend()
+    chain = build_chain(
+        route,
+        {"model": backend},
+        {"model": CircuitBreaker(BreakerConfig())},
+        {"model": queue(1000.0)},
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(AllBackendsFailed, match=r"did not answer within 0\.05s"):
+        await chain.rerank("q", ["a", "b"])
+    assert loop.time() - started < 5
+    assert backend.calls == 2
