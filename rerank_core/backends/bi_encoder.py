@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from rerank_core.backends.batching import Tokenized, pad_rows
 from rerank_core.backends.calibration import calibration_pairs
+from rerank_core.backends.limits import check_max_length
 from rerank_core.backends.local import LocalModelBackend, Pairs
 from rerank_core.backends.runtimes import load_runtime
 from rerank_core.config import PACKAGED_MINILM, BiEncoderConfig, ConfigError, is_local_path
@@ -69,6 +70,8 @@ class BiEncoderBackend(LocalModelBackend):
         )
         if config.max_length is not None:
             self.model.max_seq_length = config.max_length
+        hf_config = getattr(getattr(self.model[0], "auto_model", None), "config", None)
+        check_max_length(name, config.max_length, self.model.max_seq_length, hf_config)
         if config.runtime != "torch":
             sample = ["a short text", "another, somewhat longer text"]
             # A bi-encoder embeds queries and passages alone: calibrate on both, interleaved.

@@ -4,28 +4,28 @@ bge-reranker-v2-gemma and their kind)."""
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from rerank_core.backends.batching import Tokenized, pad_rows
+from rerank_core.backends.limits import check_max_length
 from rerank_core.backends.local import LocalModelBackend, Pairs
+from rerank_core.backends.prompts import Prompt, answer_scores
 from rerank_core.config import CausalLMConfig, ConfigError, is_local_path
-from rerank_core.errors import InvalidRequest
 from rerank_core.types import sigmoid
 
 if TYPE_CHECKING:
     import numpy as np
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-_SLOT = re.compile(r"\{(instruction|query)\}")
-
 
 class CausalLMBackend(LocalModelBackend):
     """A ``transformers`` causal LM loaded from a Hugging Face id or a local directory.
 
-    Each pair becomes ``config.template`` with the instruction, query and document filled in.
-    Raw score: the logit of ``yes_token`` minus that of ``no_token`` at the prompt's last position;
-    relevance: P(yes) of the softmax over the two, which is the sigmoid of the raw score.
+    Each pair becomes ``config.template`` with the instruction, query and document filled in,
+    tokenized as the model's card tokenizes it (``rerank_core.backends.prompts.Prompt``). Raw
+    score: the logit of ``yes_token`` minus that of ``no_token`` at the prompt's last position
+    (relevance: P(yes) of the softmax over the two, the sigmoid of the raw score), or with no
+    ``no_token`` the logit of ``yes_token`` alone (relevance: its sigmoid).
 
     Only the document is truncated: the prompt around it (template, instruction, query) is kept
     whole and the document's tokens are cut so that the prompt fits ``max_length``. A query too
@@ -52,11 +52,11 @@ class CausalLMBackend(LocalModelBackend):
             ).to(self.device)
         )
         self.yes_id = self._token_id("yes_token", config.yes_token)
-        self.no_id = self._token_id("no_token", config.no_token)
+        no_token = config.no_token
+        self.no_id = self._token_id("no_token", no_token) if no_token is not None else None
+        check_max_length(name, config.max_length, config.max_length, self.model.config)
         pad = self.tokenizer.pad_token_id
         self.pad_id: int = pad if pad is not None else self.tokenizer.eos_token_id or 0
-        head, tail = config.template.split("{document}")
-        self._head, self._tail_ids = head, self._encode(tail)
         bos = self.tokenizer.bos_token_id
         if config.prepend_bos and bos is None:
             raise ConfigError(
@@ -64,6 +64,9 @@ class CausalLMBackend(LocalModelBackend):
                 field="prepend_bos",
             )
         self._bos: list[int] = [bos] if config.prepend_bos and bos is not None else []
+        self.prompt = Prompt(
+            name, self.tokenizer, config.template, config.instruction, self._bos, config.max_length
+        )
 
     def _token_id(self, field: str, token: str) -> int:
         ids = self._encode(token)
@@ -80,16 +83,7 @@ class CausalLMBackend(LocalModelBackend):
 
     def prompt_ids(self, query: str, document: str) -> list[int]:
         """The token ids of one pair's prompt, the document cut so that it fits ``max_length``."""
-        values = {"instruction": self.config.instruction, "query": query}
-        head_ids = self._bos + self._encode(_SLOT.sub(lambda m: values[m.group(1)], self._head))
-        room = self.config.max_length - len(head_ids) - len(self._tail_ids)
-        if room < 1:
-            raise InvalidRequest(
-                f"the query leaves no room for a document in {self.name}'s prompt of at most "
-                f"{self.config.max_length} tokens",
-                field="query",
-            )
-        return head_ids + self._encode(document)[:room] + self._tail_ids
+        return self.prompt.ids(query, document)
 
     def tokenize(self, pairs: Pairs) -> Tokenized:
         """Each pair's prompt as token ids (``prompt_ids``)."""
@@ -113,7 +107,7 @@ class CausalLMBackend(LocalModelBackend):
 
         inputs = {key: torch.from_numpy(value).to(self.device) for key, value in features.items()}
         logits: torch.Tensor = self.model(**inputs, logits_to_keep=1).logits[:, -1, :]
-        raw = logits[:, self.yes_id].float() - logits[:, self.no_id].float()
+        raw = answer_scores(logits, self.yes_id, self.no_id)
         return raw.cpu().tolist()
 
     def to_relevance(self, raw: float) -> float:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from rerank_core.backends.batching import Tokenized, length_batches, pad_rows
 from rerank_core.backends.calibration import calibration_pairs
+from rerank_core.backends.limits import check_max_length, check_runtime
 from rerank_core.backends.local import LocalModelBackend, Pairs
 from rerank_core.backends.runtimes import load_runtime
 from rerank_core.config import ConfigError, CrossEncoderConfig, is_local_path
@@ -56,6 +57,7 @@ class CrossEncoderBackend(LocalModelBackend):
         tokenizer = self.model.tokenizer
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._pad_side = "left" if tokenizer.padding_side == "left" else "right"
+        check_max_length(name, config.max_length, self.model.max_seq_length, self.model.config)
         self.num_labels = self.model.num_labels
         if self.num_labels not in (1, 2):
             raise ConfigError(
@@ -65,6 +67,7 @@ class CrossEncoderBackend(LocalModelBackend):
             )
         self._relevance = self._relevance_function()
         if config.runtime != "torch":
+            check_runtime(name, config, self.model.config)
             sample = [("a short query", "a short document"), ("another query", "a document")]
             calibration = calibration_pairs(name, config.calibration_file)
             self.exported = load_runtime(

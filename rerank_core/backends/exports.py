@@ -205,9 +205,12 @@ def _build(
 ) -> tuple[str, ...]:
     import torch
 
-    names = tuple(k for k, v in sample.items() if isinstance(v, torch.Tensor))
+    traced = tuple(k for k, v in sample.items() if isinstance(v, torch.Tensor))
     onnx_path = out / ("model.onnx" if runtime == "onnx" and quantization == "none" else "traced.onnx")
-    _trace_to_onnx(model, sample, names, output_key, onnx_path)
+    _trace_to_onnx(model, sample, traced, output_key, onnx_path)
+    # The export drops inputs the model never reads (a DeBERTa-v3 without token types ignores
+    # token_type_ids): the graph, not the preprocessed features, says what it takes.
+    names = graph_input_names(onnx_path)
     if runtime == "onnx" and quantization == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -234,6 +237,15 @@ def _build(
     if onnx_path.name == "traced.onnx":
         onnx_path.unlink()
     return names
+
+
+def graph_input_names(onnx_path: Path) -> tuple[str, ...]:
+    """The inputs of the ONNX graph in ``onnx_path``, in order (its weights are not read)."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    weights = {init.name for init in graph.initializer}
+    return tuple(i.name for i in graph.input if i.name not in weights)
 
 
 def _positional(model: torch.nn.Module, names: tuple[str, ...], output_key: str) -> torch.nn.Module:

@@ -30,6 +30,7 @@ from rerank_core.backends.batching import (
     Tokenized,
     length_batches,
 )
+from rerank_core.backends.runtime_errors import typed_runtime_error
 from rerank_core.config import (
     BiEncoderConfig,
     CausalLMConfig,
@@ -258,11 +259,11 @@ class LocalModelBackend(Backend):
     def _model_pass(self, features: Any, size: int) -> Sequence[Any]:
         try:
             return self.forward_batch(features)
-        except RuntimeError as exc:
-            raise BackendUnavailable(
-                f"model {self.name} failed on a batch of {size}: {type(exc).__name__}: {exc}",
-                backend=self.name,
-            ) from exc
+        except Exception as exc:  # sorted into typed errors; anything else re-raised as itself
+            typed = typed_runtime_error(self.name, exc, size)
+            if typed is None:
+                raise
+            raise typed from exc
 
     def score_pairs(self, pairs: Pairs) -> list[float]:
         """Raw scores of ``pairs`` in input order: ``prepare`` then ``forward``, on this thread."""

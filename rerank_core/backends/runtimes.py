@@ -57,12 +57,15 @@ class ExportedModel:
     def __init__(self, info: ExportInfo, threads: int, *, bf16: bool = False) -> None:
         self.info = info
         if info.runtime == "onnx":
-            self._run = self._load_onnx(info, threads)
+            self._run, names = self._load_onnx(info, threads)
         else:
-            self._run = self._load_openvino(info, threads, bf16)
+            self._run, names = self._load_openvino(info, threads, bf16)
+        #: The inputs the loaded graph takes, read from the graph itself: an export built before
+        #: its manifest recorded them may list a feature (token_type_ids) the graph dropped.
+        self.input_names: tuple[str, ...] = tuple(names)
 
     @staticmethod
-    def _load_onnx(info: ExportInfo, threads: int) -> Any:
+    def _load_onnx(info: ExportInfo, threads: int) -> tuple[Any, list[str]]:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
@@ -71,10 +74,11 @@ class ExportedModel:
         session = onnxruntime.InferenceSession(
             str(info.model_file), options, providers=["CPUExecutionProvider"]
         )
-        return lambda feeds: session.run(None, feeds)[0]
+        names = [i.name for i in session.get_inputs()]
+        return (lambda feeds: session.run(None, feeds)[0]), names
 
     @staticmethod
-    def _load_openvino(info: ExportInfo, threads: int, bf16: bool) -> Any:
+    def _load_openvino(info: ExportInfo, threads: int, bf16: bool) -> tuple[Any, list[str]]:
         import numpy as np
         import openvino
 
@@ -84,8 +88,9 @@ class ExportedModel:
         properties = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision}
         compiled = openvino.Core().compile_model(str(info.model_file), "CPU", properties)
         request = compiled.create_infer_request()
+        names = [port.get_any_name() for port in compiled.inputs]
         # The request reuses its output buffer: copy before the next call overwrites it.
-        return lambda feeds: np.array(request.infer(feeds)[0], copy=True)
+        return (lambda feeds: np.array(request.infer(feeds)[0], copy=True)), names
 
     def __call__(self, features: Mapping[str, Any]) -> torch.Tensor:
         """The output for ``features``: numpy arrays (as the engine collates them) or CPU
@@ -93,7 +98,7 @@ class ExportedModel:
         import numpy as np
         import torch
 
-        feeds = {n: np.asarray(features[n]) for n in self.info.input_names}
+        feeds = {n: np.asarray(features[n]) for n in self.input_names}
         return torch.from_numpy(self._run(feeds))
 
 

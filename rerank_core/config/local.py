@@ -166,31 +166,35 @@ class BiEncoderConfig(LocalModelConfig):
 
 
 #: Prompt presets of known yes/no rerankers: the template (``{instruction}``, ``{query}`` and
-#: ``{document}`` are filled in), the default instruction, the answer tokens, and whether the
-#: tokenizer's BOS token starts the prompt. From the models' cards.
+#: ``{document}`` are filled in) in the pieces the model's card tokenizes apart, the default
+#: instruction, the answer tokens, and whether the tokenizer's BOS token starts the prompt. From
+#: the models' cards.
 CAUSAL_LM_PRESETS: dict[str, dict[str, Any]] = {
-    # Qwen/Qwen3-Reranker-0.6B, -4B, -8B.
+    # Qwen/Qwen3-Reranker-0.6B, -4B, -8B: prefix, the instruction-query-document text, suffix;
+    # P(yes) of the softmax over "yes" and "no".
     "qwen3-reranker": {
         "template": (
             "<|im_start|>system\nJudge whether the Document meets the requirements based on the "
             'Query and the Instruct provided. Note that the answer can only be "yes" or "no".'
-            "<|im_end|>\n<|im_start|>user\n<Instruct>: {instruction}\n<Query>: {query}\n"
-            "<Document>: {document}<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+            "<|im_end|>\n<|im_start|>user\n",
+            "<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {document}",
+            "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n",
         ),
         "instruction": "Given a web search query, retrieve relevant passages that answer the query",
         "yes_token": "yes",
         "no_token": "no",
         "prepend_bos": False,
     },
-    # BAAI/bge-reranker-v2-gemma.
+    # BAAI/bge-reranker-v2-gemma: BOS, query, separator, passage, separator, instruction; the
+    # score is the logit of "Yes" alone (its sigmoid, as FlagEmbedding normalises it).
     "bge-reranker-v2-gemma": {
-        "template": "A: {query}\nB: {document}\n{instruction}",
+        "template": ("A: {query}", "\n", "B: {document}", "\n", "{instruction}"),
         "instruction": (
             "Given a query A and a passage B, determine whether the passage contains an answer to "
             "the query by providing a prediction of either 'Yes' or 'No'."
         ),
         "yes_token": "Yes",
-        "no_token": "No",
+        "no_token": None,
         "prepend_bos": True,
     },
 }
@@ -207,11 +211,14 @@ class CausalLMConfig(LocalModelConfig):
 
     type: Literal["causal_lm"] = "causal_lm"
     preset: Literal["qwen3-reranker", "bge-reranker-v2-gemma"] | None = None
-    #: The prompt; ``{query}`` and ``{document}`` once each, ``{instruction}`` at most once.
-    template: str
+    #: The prompt; ``{query}`` and ``{document}`` once each, ``{instruction}`` at most once. A
+    #: string is tokenized whole; a list of pieces piece by piece, the ids joined (as a model card
+    #: that tokenizes its prompt in parts does), ``{document}`` within one piece.
+    template: str | tuple[str, ...]
     instruction: str = ""
     yes_token: str
-    no_token: str
+    #: None: the raw score is the yes token's logit alone, not yes minus no.
+    no_token: str | None
     #: Start the prompt with the tokenizer's BOS token.
     prepend_bos: bool = False
     #: Tokens of the whole prompt; only the document is cut to fit.
@@ -241,7 +248,11 @@ class CausalLMConfig(LocalModelConfig):
 
     @model_validator(mode="after")
     def _template_slots(self) -> CausalLMConfig:
+        pieces = (self.template,) if isinstance(self.template, str) else self.template
+        text = "".join(pieces)
         for slot, allowed in (("{query}", (1,)), ("{document}", (1,)), ("{instruction}", (0, 1))):
-            if self.template.count(slot) not in allowed:
+            if text.count(slot) not in allowed:
                 raise ValueError(f"template must hold {slot} {' or '.join(map(str, allowed))} time(s)")
+        if not any("{document}" in piece for piece in pieces):
+            raise ValueError("template: {document} must lie within one piece")
         return self

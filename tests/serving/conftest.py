@@ -124,6 +124,19 @@ def serving(**over: Any) -> dict[str, Any]:
     return base
 
 
+def broken_model(tiny: Path) -> Path:
+    """A copy of the tiny model beside it whose tokenizer maps "the" past the embedding table, so
+    a pair holding "the" fails in the model's forward pass. (A ``max_length`` beyond the model's
+    positions no longer breaks a model this way: it is refused when the model loads.)"""
+    broken = tiny.parent / f"{tiny.name}-broken"
+    if not broken.is_dir():
+        shutil.copytree(tiny, broken)
+        words = [w for w in (broken / "vocab.txt").read_text().split("\n") if w and w != "the"]
+        (broken / "vocab.txt").write_text("\n".join([*words, "[unused0]", "the"]) + "\n")
+        (broken / "tokenizer.json").unlink(missing_ok=True)
+    return broken
+
+
 def service_config(
     tiny: Path,
     secrets: Path,
@@ -141,11 +154,10 @@ def service_config(
         "backends": {
             "tiny": {"type": "cross_encoder", "model": str(tiny), "serving": serving(num_cpus=0.5)},
             "minilm": {"type": "bi_encoder", "serving": serving(num_cpus=0.5)},
-            # The tiny model has 128 positions: asking for 4096 tokens makes long inputs crash it.
+            # Loads and answers the health check, then fails every request holding "the".
             "broken": {
                 "type": "cross_encoder",
-                "model": str(tiny),
-                "max_length": 4096,
+                "model": str(broken_model(tiny)),
                 "serving": serving(),
             },
             "co_ok": {"type": "cohere", "base_url": co_ok, "api_key_file": co_key, "timeout_s": 5},

@@ -151,7 +151,7 @@ def test_fallback_from_hanging_api(app: ServedApp) -> None:
 
 
 def test_fallback_from_model_that_raises(app: ServedApp) -> None:
-    # 300 words: past the tiny model's 128 positions, which "broken" (max_length 4096) feeds it.
+    # Documents holding "the", which the "broken" model's tokenizer maps past its embeddings.
     long_docs = [d + " the" * 300 for d in DOCS]
     body = app.post(
         "/rerank", {"query": EX.query, "documents": long_docs, "model": "broken-model"}

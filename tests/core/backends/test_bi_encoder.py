@@ -67,3 +67,10 @@ def test_device_and_health_check(backend: BiEncoderBackend) -> None:
 def test_an_unknown_packaged_model_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"backends\.mini\.model"):
         BiEncoderBackend("mini", BiEncoderConfig(model="packaged:no-such-model"))
+
+
+def test_a_max_length_past_the_models_positions_is_a_config_error() -> None:
+    # all-MiniLM-L6-v2 has 512 positions.
+    with pytest.raises(ConfigError, match=r"backends\.mini\.max_length: 513 .* at most 512") as info:
+        BiEncoderBackend("mini", BiEncoderConfig(max_length=513))
+    assert info.value.field == "max_length"
