@@ -60,7 +60,8 @@ def log(message: str) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command line; ``--quick`` shortens every phase and picks the tiny model and small batches."""
+    """Command line; ``--quick`` shortens every phase and picks the near-free benchmark model and
+    small batches."""
     p = argparse.ArgumentParser(
         description="Check that the Serve cross-encoder replica runs on the GPU and measure pairs/s "
         "through HTTP at several batch sizes, against in-process CrossEncoder.predict.",
@@ -97,7 +98,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--allow-cpu", action="store_true",
                    help="run on CPU when no GPU is visible instead of failing")
     p.add_argument("--quick", action="store_true",
-                   help="short phases, tiny model, small batches: a smoke test of this script")
+                   help="short phases, the near-free model, small batches: a smoke test of this script")
     args = p.parse_args(argv)
     quick = args.quick
     defaults: dict[str, Any] = {
@@ -151,13 +152,14 @@ def pick_device(allow_cpu: bool) -> str:
 
 
 def prepare_model(args: argparse.Namespace, workdir: Path) -> Path:
-    """The model directory: ``--model``, the tiny test model (quick), or the benchmark model."""
+    """The model directory: ``--model``, the near-free benchmark model (quick), or the benchmark
+    model."""
     if args.model is not None:
         return args.model.resolve()
     if args.quick:
-        from rerank_tools.tiny_models import build_tiny_cross_encoder
+        from rerank_tools.bench_model import build_near_free
 
-        return build_tiny_cross_encoder(workdir / "tiny-cross-encoder")
+        return build_near_free(workdir / "near-free-cross-encoder")
     if not (DEFAULT_MODEL_DIR / "config.json").is_file():
         log(f"building the benchmark cross-encoder into {DEFAULT_MODEL_DIR}")
         from rerank_tools.bench_model import build

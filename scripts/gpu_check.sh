@@ -6,7 +6,7 @@
 # stopped after 8 (SIGINT first, so Serve and Ray are shut down through their API).
 #
 #   scripts/gpu_check.sh                       # on a machine with an NVIDIA GPU
-#   scripts/gpu_check.sh --allow-cpu --quick   # smoke test of the script on CPU (tiny model)
+#   scripts/gpu_check.sh --allow-cpu --quick   # smoke test of the script on CPU (near-free model)
 #   scripts/gpu_check.sh --help
 #
 # Exit status: 0 passed, 1 no GPU visible, 2 a check failed, 124 ran out of time.

@@ -30,8 +30,8 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny BERT cross-encoder (``rerank_tools/tiny_models.py``), built once per session."""
-    from rerank_tools.tiny_models import build_tiny_cross_encoder
+    """The tiny BERT cross-encoder (``tests/tiny_models.py``), built once per session."""
+    from tests.tiny_models import build_tiny_cross_encoder
 
     return build_tiny_cross_encoder(tmp_path_factory.mktemp("models") / "tiny-cross-encoder")
 
@@ -39,7 +39,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def candidates(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model's examples in the trec-dl20 candidates layout (4 candidates a query)."""
-    from rerank_tools.tiny_models import EXAMPLES
+    from tests.tiny_models import EXAMPLES
 
     path = tmp_path_factory.mktemp("traffic") / "candidates.jsonl"
     rows = [

@@ -3,9 +3,9 @@
 
 ``build_tiny_causal_lm(path)`` writes a directory that ``transformers.AutoModelForCausalLM`` and
 ``AutoTokenizer`` load like any Hugging Face model: a two-layer Qwen3 with a word-level tokenizer
-over the words of ``rerank_tools.tiny_models``' topics. It is trained for a few seeded steps, with the
+over the words of ``tests.tiny_models``' topics. It is trained for a few seeded steps, with the
 prompt ``TEMPLATE``, to answer "yes" when the document is about the query's topic, so for the
-queries of ``rerank_tools.tiny_models.EXAMPLES`` the relevant document scores above the others.
+queries of ``tests.tiny_models.EXAMPLES`` the relevant document scores above the others.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import random
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rerank_tools.tiny_models import FILLER, TOPICS, _training_pairs
+from tests.tiny_models import FILLER, TOPICS, _training_pairs
 
 if TYPE_CHECKING:
     import torch

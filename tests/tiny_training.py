@@ -13,7 +13,7 @@ import json
 import random
 from pathlib import Path
 
-from rerank_tools.tiny_models import TOPICS, _sample_doc
+from tests.tiny_models import TOPICS, _sample_doc
 
 QUERIES = 16
 RELEVANT = 2

@@ -23,7 +23,7 @@ from rerank_core.backends.cross_encoder import CrossEncoderBackend
 from rerank_core.backends.exports import read_manifest
 from rerank_core.backends.local import cpu_has_bf16
 from rerank_core.config import BiEncoderConfig, ConfigError, CrossEncoderConfig, load_config
-from rerank_tools.tiny_models import EXAMPLES
+from tests.tiny_models import EXAMPLES
 
 RUNTIMES = [
     ("onnx", "none"),

@@ -15,8 +15,8 @@ from rerank_core.backends import build_backend
 from rerank_core.backends.local import LocalModelBackend
 from rerank_core.config import BiEncoderConfig, CausalLMConfig, CrossEncoderConfig
 from rerank_core.types import RankRequest
-from rerank_tools.tiny_models import EXAMPLES
 from tests.tiny_causal_lm import backend_config
+from tests.tiny_models import EXAMPLES
 
 EX = EXAMPLES[0]
 DOCUMENTS = [*EX.irrelevant, EX.relevant] * 10

@@ -8,8 +8,8 @@ import cohere
 import pytest
 import requests
 
-from rerank_tools.tiny_models import EXAMPLES
 from tests.serving.conftest import METRICS_PORT, ServedApp, settled_stats
+from tests.tiny_models import EXAMPLES
 
 pytestmark = pytest.mark.serve
 

@@ -8,8 +8,8 @@ import pytest
 from rerank_client import AsyncRerankClient, RerankClient, RerankResponse
 from rerank_core.errors import InvalidRequest
 from rerank_core.types import Document
-from rerank_tools.tiny_models import EXAMPLES
 from tests.serving.conftest import ServedApp
+from tests.tiny_models import EXAMPLES
 
 pytestmark = pytest.mark.serve
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from rerank_tools.tiny_models import EXAMPLES
 from tests.serving.conftest import FAKE_CO_KEY, FAKE_JINA_KEY, RAY_LOGS, ServedApp
+from tests.tiny_models import EXAMPLES
 
 pytestmark = pytest.mark.serve
 

@@ -16,9 +16,9 @@ import requests
 
 from rerank_core.backends.cross_encoder import CrossEncoderBackend
 from rerank_core.config import CrossEncoderConfig
-from rerank_tools.tiny_models import EXAMPLES
 from tests.serving.conftest import FAKE_CO_KEY, ServedApp, settled_stats
 from tests.stubs.vendors import CohereStub
+from tests.tiny_models import EXAMPLES
 
 pytestmark = pytest.mark.serve
 

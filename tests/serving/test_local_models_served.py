@@ -14,9 +14,9 @@ import requests
 from rerank_core.backends import build_backend
 from rerank_core.backends.local import cpu_has_bf16
 from rerank_core.config import CrossEncoderConfig
-from rerank_tools.tiny_models import EXAMPLES
 from tests.serving.conftest import serving
 from tests.tiny_causal_lm import backend_config
+from tests.tiny_models import EXAMPLES
 
 pytestmark = pytest.mark.serve
 PREFIX = "/local-models"

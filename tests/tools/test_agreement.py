@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rerank_tools.agreement import kendall_tau_b, main
-from rerank_tools.tiny_models import EXAMPLES
+from tests.tiny_models import EXAMPLES
 
 
 def test_kendall_tau_b_counts_pairs_and_ties() -> None:

@@ -14,10 +14,10 @@ from rerank_core.backends import build_backend
 from rerank_core.config import CrossEncoderConfig
 from rerank_tools.evaluation.loaders import load_candidates, read_candidates
 from rerank_tools.evaluation.metrics import evaluate_run
-from rerank_tools.tiny_models import TOPICS
 from rerank_tools.train.candidates import main as candidates_main
 from rerank_tools.train.cli import main
 from rerank_tools.train.data import distillation_pairs
+from tests.tiny_models import TOPICS
 from tests.tiny_training import train_args, write_topic_dataset
 
 

@@ -12,8 +12,8 @@ from rerank_core.backends import build_backend
 from rerank_core.backends.causal_lm import CausalLMBackend
 from rerank_core.config import CAUSAL_LM_PRESETS, CausalLMConfig, ConfigError, load_config
 from rerank_core.errors import InvalidRequest
-from rerank_tools.tiny_models import EXAMPLES, FILLER
 from tests.tiny_causal_lm import INSTRUCTION, backend_config
+from tests.tiny_models import EXAMPLES, FILLER
 
 
 def make_backend(model_dir: Path, **over: Any) -> CausalLMBackend:

@@ -19,7 +19,7 @@ from rerank_core.backends.cross_encoder import CrossEncoderBackend
 from rerank_core.config import ConfigError, CrossEncoderConfig, load_config
 from rerank_core.errors import BackendUnavailable, InvalidRequest
 from rerank_core.types import sigmoid
-from rerank_tools.tiny_models import EXAMPLES, FILLER, MAX_LENGTH, build_tiny_cross_encoder
+from tests.tiny_models import EXAMPLES, FILLER, MAX_LENGTH, build_tiny_cross_encoder
 
 
 def make_backend(model_dir: Path, **over: Any) -> CrossEncoderBackend:

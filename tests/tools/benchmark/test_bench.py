@@ -27,7 +27,7 @@ from rerank_tools.benchmark.loadgen import (
 )
 from rerank_tools.benchmark.naive_server import NaiveServer
 from rerank_tools.benchmark.scores import check_scores, predict_reference
-from rerank_tools.tiny_models import EXAMPLES, build_tiny_cross_encoder
+from tests.tiny_models import EXAMPLES, build_tiny_cross_encoder
 
 CELL_FIELDS = {
     "kind",

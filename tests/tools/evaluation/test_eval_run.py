@@ -16,8 +16,8 @@ from rerank_tools.evaluation import cli
 from rerank_tools.evaluation.loaders import load_candidates, read_trec_run
 from rerank_tools.evaluation.report import summarize, write_outputs
 from rerank_tools.evaluation.rerankers import InProcessReranker, rerank_dataset
-from rerank_tools.tiny_models import EXAMPLES, build_tiny_cross_encoder
 from tests.stubs.stub_service import build_stub_app, overlap_score, serve_in_thread
+from tests.tiny_models import EXAMPLES, build_tiny_cross_encoder
 
 
 class OverlapBackend(Backend):
