@@ -30,6 +30,9 @@ class ModelQueue:
 
     ``pairs_per_s`` is the rate assumed until one is measured (None: nothing is refused until
     then). ``deadline_s`` is a request's whole deadline, against which its expected wait is held.
+    ``batch_pairs`` is the model's batch (``serving.max_batch_size``): a request is answered when
+    its batch ends, and the requests that arrive after it share that batch, so up to one batch of
+    company comes on top of the pairs ahead of it.
     """
 
     def __init__(
@@ -38,10 +41,12 @@ class ModelQueue:
         pairs_per_s: float | None,
         deadline_s: float,
         clock: Callable[[], float] = time.monotonic,
+        batch_pairs: int = 0,
     ) -> None:
         self.name = name
         self.assumed_pairs_per_s = pairs_per_s
         self.deadline_s = deadline_s
+        self.batch_pairs = batch_pairs
         self._clock = clock
         #: Pairs sent and not answered yet (nor failed).
         self.pairs_ahead = 0
@@ -128,10 +133,15 @@ def model_queues(
     service: ServiceConfig, clock: Callable[[], float] = time.monotonic
 ) -> dict[str, ModelQueue]:
     """A queue for each local model of ``service``, held against the request deadline
-    (``limits.request_timeout_s``) and starting from the model's ``serving.pairs_per_s``."""
+    (``limits.request_timeout_s``), starting from the model's ``serving.pairs_per_s`` and batching
+    ``serving.max_batch_size`` pairs."""
     return {
         name: ModelQueue(
-            name, cfg.serving.pairs_per_s, service.limits.request_timeout_s, clock=clock
+            name,
+            cfg.serving.pairs_per_s,
+            service.limits.request_timeout_s,
+            clock=clock,
+            batch_pairs=cfg.serving.max_batch_size,
         )
         for name, cfg in service.backends.items()
         if cfg.type in LOCAL_TYPES

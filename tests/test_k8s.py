@@ -22,7 +22,7 @@ import jsonschema
 import pytest
 import yaml
 
-from rerank_core.admission import ModelQueue
+from rerank_core.admission import model_queues
 from rerank_core.attempts import attempt_timeout
 from rerank_core.config import LOCAL_TYPES, PACKAGED_MINILM, ServiceConfig, load_config
 
@@ -524,7 +524,7 @@ def test_default_route_bounds_attempts_by_their_work(
     for name in route.backends:
         cfg = service.backends[name]
         assert cfg.type in LOCAL_TYPES and cfg.serving.pairs_per_s, name
-        queue = ModelQueue(name, cfg.serving.pairs_per_s, deadline)
+        queue = model_queues(service)[name]
         # A small request on a lost replica is retried within seconds ...
         assert attempt_timeout(route, 10, queue) <= 5, name
         # ... while the largest request allowed keeps its expected time, up to its deadline.

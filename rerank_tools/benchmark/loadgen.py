@@ -199,6 +199,8 @@ async def run_cell(
                 errors[exc.code] += 1
                 if time.perf_counter() - started >= timeout_s:
                     timeouts += 1
+            except DegradedAnswer:
+                errors["degraded"] += 1
             else:
                 latencies.append(time.perf_counter() - started)
 
@@ -241,6 +243,10 @@ async def run_cell(
     )
 
 
+class DegradedAnswer(Exception):
+    """The service answered in the original order (every backend failed): not goodput."""
+
+
 @asynccontextmanager
 async def requester(
     client: ClientKind,
@@ -268,6 +274,8 @@ async def requester(
                 answer = await svc.rerank(
                     sample.query, sample.documents, top_n=top_n, model=model, return_documents=False
                 )
+                if answer.degraded:
+                    raise DegradedAnswer(f"answered by {answer.backend}, not by a reranker")
                 scores = [0.0] * len(sample.documents)
                 for result in answer.results:
                     scores[result.index] = result.score

@@ -34,6 +34,13 @@ def test_the_work_ahead_counts() -> None:
     assert attempt_timeout(ROUTE, 10, queue(50.0, ahead=490)) == pytest.approx(30.0)
 
 
+def test_a_request_waits_for_the_batch_it_shares() -> None:
+    # Alone in the queue, 10 pairs take 0.2 s at 50 pairs/s; the 128 pairs of the requests sent
+    # just after it share its batch, which ends after 2.76 s: 3x that, not the 2 s floor.
+    batched = ModelQueue("m", 50.0, deadline_s=60, batch_pairs=128)
+    assert attempt_timeout(ROUTE, 10, batched) == pytest.approx(3 * 138 / 50)
+
+
 def test_without_a_rate_or_a_queue_the_route_timeout_holds() -> None:
     assert attempt_timeout(ROUTE, 10, None) == 60.0
     assert attempt_timeout(ROUTE, 10, queue(None)) == 60.0

@@ -1,0 +1,103 @@
+"""docs/benchmarks.md, written from the result files it names: the current figures only, each
+table from the sitting or run that measured it. Rerun a sitting (docs/benchmark-method.md), copy its
+``sitting.json`` into ``docs/results/`` and name it in ``SITTING`` below, then
+``python -m rerank_tools.benchmark.page > docs/benchmarks.md``; a test fails when the page and
+its result files differ."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rerank_tools.benchmark.sitting import table
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+#: The sitting the page's side-by-side tables come from (``run_sitting.sh``'s sitting.json).
+SITTING = DOCS / "results" / "sitting-2026-12-06.json"
+#: The service target compared with the peer, per model: the configuration a user would pick.
+SERVICE_FOR = {"near-free": "service-bench-haproxy", "bench": "service-fast-haproxy"}
+PEER = "infinity-bfloat16"
+
+HEADER = """\
+# Benchmarks
+
+The current figures, each from the result file named under its table; how they were taken and how
+to rerun them: [benchmark-method.md](benchmark-method.md). This page is written by
+`python -m rerank_tools.benchmark.page` from those files (a test keeps it in step); how the figures
+came to be, run by run: [CHANGELOG.md](../CHANGELOG.md).
+
+## Machine
+
+2 CPU cores (x86-64 with AMX and AVX-512 VNNI), 24 GiB, no GPU, Python 3.11, torch 2.13.0 (CPU),
+Ray 2.60.0. The machine is shared and noisy: compare figures within one sitting (every server
+alone, one after another), never across sittings. No GPU figure yet: `scripts/gpu_check.sh` is the
+prepared GPU run, and it has not had a GPU to run on.
+"""
+
+QUALITY = """\
+## Quality: `rerank-eval`
+
+TREC DL 2020 passage task (54 queries, BM25 top-100, NIST judgments; `../shared/data`), metrics by
+ir-measures. `rerank-eval --dataset trec-dl20 --data-dir ../shared/data` (in-process) and the same
+with `--url http://127.0.0.1:8000 --model default` (through `make run`):
+
+| TREC DL 2020, BM25 top-100 | nDCG@10 | MRR@10 | R@10 | R@100 |
+| --- | --- | --- | --- | --- |
+| BM25 order (first stage, as given) | 0.4796 | 0.6533 | 0.2467 | 0.5599 |
+| all-MiniLM-L6-v2 bi-encoder, in-process | 0.6081 | 0.7851 | 0.3189 | 0.5599 |
+| all-MiniLM-L6-v2 bi-encoder, through the service | 0.6081 | 0.7851 | 0.3189 | 0.5599 |
+
+Serving does not change scores (`tests/serving/test_eval_service.py`). Each runtime's agreement
+with torch fp32 and its speed in-process: [choosing-a-reranker.md](choosing-a-reranker.md).
+"""
+
+
+def _cell(rows: list[dict[str, Any]], model: str, target: str, cell: str) -> float | None:
+    for r in rows:
+        if r["model"] == model and r["target"] == target:
+            found = r["cells"].get(cell)
+            return None if found is None else float(found["pairs_per_s"])
+    return None
+
+
+def ratios(rows: list[dict[str, Any]], model: str) -> str:
+    """The service over the peer, cell by cell, and HAProxy's ingress over Ray's proxy."""
+    service = SERVICE_FOR[model]
+    cells = list(dict.fromkeys(c for r in rows if r["model"] == model for c in r["cells"]))
+    out = []
+    for label, a, b in (
+        (f"`{service}` / `{PEER}`", service, PEER),
+        ("`service-bench-haproxy` / `service-bench-proxy`", "service-bench-haproxy", "service-bench-proxy"),
+    ):
+        parts = []
+        for c in cells:
+            x, y = _cell(rows, model, a, c), _cell(rows, model, b, c)
+            if x is not None and y:
+                parts.append(f"{c.replace('x', ' x C')}: {x / y:.2f}x")
+        if parts:
+            out.append(f"- {label}: " + ", ".join(parts))
+    return "\n".join(out)
+
+
+def render() -> str:
+    """The whole page."""
+    rows: list[dict[str, Any]] = json.loads(SITTING.read_text())
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    parts = [HEADER, "## Side by side with the peer, one sitting", ""]
+    parts.append(
+        "TREC DL20 traffic, closed loop, 10 or 100 documents a request at C requests in flight; "
+        "pairs/s, and p50 / p99 latency. `bench`: a cross-encoder with MiniLM-L6's compute "
+        "(`make bench-model`); `near-free`: 1 layer, hidden 32, the same tokenizer, so what is "
+        "measured is the serving path's own cost (the GPU's regime). Each server's scores were "
+        f"first checked against in-process `predict`. Source: `docs/results/{SITTING.name}`."
+    )
+    for model in models:
+        parts += ["", table(rows, model), "", ratios(rows, model)]
+    parts += ["", QUALITY]
+    return "\n".join(parts).rstrip("\n") + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())
