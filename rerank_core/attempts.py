@@ -24,11 +24,11 @@ _T = TypeVar("_T")
 def attempt_timeout(route: RouteSettings, n_pairs: int, queue: ModelQueue | None = None) -> float:
     """Seconds one attempt of a request of ``n_pairs`` pairs may take before the chain gives it up.
 
-    With a model ``queue`` whose rate is configured (``serving.pairs_per_s``): ``route.attempt_slack`` times the expected time
-    (the queue's expected wait, plus ``n_pairs`` and one batch of company at the slower of its
-    measured and assumed rates: a request is answered when its batch ends, and requests sent after
-    it share that batch), within [``route.min_timeout_s``, ``route.timeout_s``]. Otherwise
-    ``route.timeout_s``.
+    With a model ``queue`` whose rate is configured (``serving.pairs_per_s``):
+    ``route.attempt_slack`` times the expected time (the queue's expected wait, plus ``n_pairs``
+    and one batch of company at the slower of its measured and assumed rates: a request is
+    answered when its batch ends, and requests sent after it share that batch), within
+    [``route.min_timeout_s``, ``route.timeout_s``]. Otherwise ``route.timeout_s``.
     """
     # Opt-in by the model's ``serving.pairs_per_s``: without it, a rate measured in a quiet
     # moment would bound the attempts of a busy one.

@@ -17,7 +17,14 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 #: The sitting the page's side-by-side tables come from (``run_sitting.sh``'s sitting.json).
 SITTING = DOCS / "results" / "sitting-2026-12-06.json"
 #: The service target compared with the peer, per model: the configuration a user would pick.
-SERVICE_FOR = {"near-free": "service-bench-haproxy", "bench": "service-fast-haproxy"}
+SERVICE_FOR = {"near-free": "service-fast-haproxy", "bench": "service-fast-haproxy"}
+#: In-process throughput of each runtime on the benchmark model (``rerank-bench --runtimes``),
+#: measured on the same quiet machine right after the sitting.
+RUNTIMES = DOCS / "results" / "runtimes-2026-12-06.jsonl"
+#: Goodput under overload (``run_served.sh --overload``), serve_bench.yaml as shipped.
+OVERLOAD = DOCS / "results" / "overload-2026-12-06.jsonl"
+#: The served target of each runtime in the sitting.
+SERVED_AS = {"torch": "service-bench-haproxy", "openvino-bf16": "service-fast-haproxy"}
 PEER = "infinity-bfloat16"
 
 HEADER = """\
@@ -81,6 +88,52 @@ def ratios(rows: list[dict[str, Any]], model: str) -> str:
     return "\n".join(out)
 
 
+def runtimes_table(rows: list[dict[str, Any]]) -> str:
+    """Each runtime in-process (the engine's ``score_pairs``, 100-document requests) and served
+    at 100 x C8 in the sitting, as a share of it."""
+    records = [json.loads(line) for line in RUNTIMES.read_text().splitlines() if line.strip()]
+    lines = [
+        "## Served against the same runtime in-process",
+        "",
+        "The benchmark model, 100-document requests: the scoring engine in-process (`rerank-bench "
+        "--runtimes openvino-bf16 --runtime-docs 100`, 2 threads) and the service at 100 x C8 in "
+        f"the sitting above. Source: `docs/results/{RUNTIMES.name}`.",
+        "",
+        "| runtime | in-process pairs/s | served pairs/s (100 x C8) | served / in-process |",
+        "|---|---|---|---|",
+    ]
+    for r in records:
+        served = _cell(rows, "bench", SERVED_AS.get(r["label"], ""), "100x8")
+        ratio = f"{served / r['pairs_per_s']:.2f}" if served else "-"
+        shown = f"{served:,.1f}" if served else "-"
+        lines.append(f"| {r['label']} | {r['pairs_per_s']:,.1f} | {shown} | {ratio} |")
+    return "\n".join(lines)
+
+
+def overload_section() -> str:
+    """Goodput of clients that resend at once after a refusal, as a share of the unloaded rate."""
+    r = json.loads(OVERLOAD.read_text().splitlines()[0])
+    return "\n".join(
+        [
+            "## Overload: goodput when clients resend at once",
+            "",
+            "`CONFIG=benchmarks/serve_bench.yaml SERVICE_ONLY=1 benchmarks/run_served.sh --overload "
+            "--docs 100 --duration 30 --deadline 60`: the benchmark model (torch fp32) unloaded at "
+            f"{r['unloaded_concurrency']} clients, then {r['clients']} clients of "
+            f"{r['docs_per_request']}-document requests that resend at once after a refusal; "
+            f"goodput counts answers within {r['deadline_s']:g} s. Source: `docs/results/{OVERLOAD.name}`.",
+            "",
+            "| unloaded pairs/s | goodput pairs/s | share | answered (late) | refused | slowest refusal | "
+            "answered p99 | client time-outs |",
+            "|---|---|---|---|---|---|---|---|",
+            f"| {r['unloaded_pairs_per_s']:.1f} | {r['goodput_pairs_per_s']:.1f} | "
+            f"{r['goodput_share']:.2f} | {r['answered']} ({r['answered_late']}) | {r['refused']:,} | "
+            f"{r['refused_max_ms']:,.0f} ms | {r['answered_p99_ms'] / 1000:.1f} s | "
+            f"{r['client_timeouts']} |",
+        ]
+    )
+
+
 def render() -> str:
     """The whole page."""
     rows: list[dict[str, Any]] = json.loads(SITTING.read_text())
@@ -91,11 +144,13 @@ def render() -> str:
         "pairs/s, and p50 / p99 latency. `bench`: a cross-encoder with MiniLM-L6's compute "
         "(`make bench-model`); `near-free`: 1 layer, hidden 32, the same tokenizer, so what is "
         "measured is the serving path's own cost (the GPU's regime). Each server's scores were "
-        f"first checked against in-process `predict`. Source: `docs/results/{SITTING.name}`."
+        f"first checked against in-process `predict`. Source: `docs/results/{SITTING.name}` "
+        "(`bench`'s `service-bench-proxy` was run again right after the sitting: its first run hit "
+        "attempt deadlines that ignored the batch a request shares, since fixed)."
     )
     for model in models:
         parts += ["", table(rows, model), "", ratios(rows, model)]
-    parts += ["", QUALITY]
+    parts += ["", runtimes_table(rows), "", overload_section(), "", QUALITY]
     return "\n".join(parts).rstrip("\n") + "\n"
 
 
