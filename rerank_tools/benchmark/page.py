@@ -37,7 +37,7 @@ came to be, run by run: [CHANGELOG.md](../CHANGELOG.md).
 
 ## Machine
 
-2 CPU cores (x86-64 with AMX and AVX-512 VNNI), 24 GiB, no GPU, Python 3.11, torch 2.13.0 (CPU),
+2 CPU cores (AMD EPYC with AVX512-BF16, no AMX), 24 GiB, no GPU, Python 3.11, torch 2.13.0 (CPU),
 Ray 2.60.0. The machine is shared and noisy: compare figures within one sitting (every server
 alone, one after another), never across sittings. No GPU figure yet: `scripts/gpu_check.sh` is the
 prepared GPU run, and it has not had a GPU to run on.

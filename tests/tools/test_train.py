@@ -41,7 +41,9 @@ def test_bf16_training_also_beats_the_inverted_start_and_saves_float32(
     data = write_topic_dataset(tmp_path / "data")
     start = inverted_cross_encoder(tiny_model_dir, tmp_path / "inverted")
     out = tmp_path / "trained-bf16"
-    assert main(train_args(data, start, out, "--bf16")) == 0
+    # Two more epochs than the float32 run: on a CPU whose bfloat16 has no AMX (AVX512-BF16 only)
+    # six epochs stopped at +0.19, short of the bar below.
+    assert main(train_args(data, start, out, "--bf16", "--judgment-epochs", "8")) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["bf16"] is True
     assert report["dev_ndcg@10_after"] > report["dev_ndcg@10_before"] + 0.2
