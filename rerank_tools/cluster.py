@@ -431,12 +431,37 @@ class LocalCluster:
             process.wait(timeout=grace_s)
 
     def stop(self) -> None:
-        """Stop every node this cluster started (workers first) and remove its temp dir."""
+        """Stop every node this cluster started (workers first), then any process that still
+        carries this cluster's marker (a worker process that left its node's process group), and
+        remove its temp dir."""
         for node in reversed(self.nodes):
             self.stop_node(node)
         self.nodes.clear()
+        self.stop_marked()
         shutil.rmtree(self.temp_dir, ignore_errors=True)
         shutil.rmtree(self.haproxy_dir, ignore_errors=True)
+
+    def marked_processes(self) -> list[psutil.Process]:
+        """Processes alive now that run with this cluster's ``CLUSTER_MARKER`` or name its temp dir
+        on their command line (all of its own)."""
+        found = []
+        for proc in psutil.process_iter():
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                marked = proc.environ().get(CLUSTER_MARKER) == str(self.temp_dir)
+                if marked or str(self.temp_dir) in " ".join(proc.cmdline()):
+                    found.append(proc)
+        return found
+
+    def stop_marked(self, grace_s: float = 10) -> None:
+        """SIGTERM, then SIGKILL, by pid, every process still marked as this cluster's."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            marked = self.marked_processes()
+            if not marked:
+                return
+            for proc in marked:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.send_signal(sig)
+            psutil.wait_procs(marked, timeout=grace_s)
 
     def __enter__(self) -> LocalCluster:
         return self
