@@ -24,7 +24,7 @@ from typing import Any
 from tqdm import tqdm
 
 from rerank_core.config import PACKAGED_MINILM
-from rerank_tools.load import Load, Outcome
+from rerank_tools.benchmark.loadgen import Load, Outcome
 
 APP = "autoscale-bench"
 BACKEND = "scaled"

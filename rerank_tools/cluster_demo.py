@@ -31,8 +31,8 @@ from typing import Any
 import requests
 import yaml
 
+from rerank_tools.benchmark.loadgen import Load, Outcome
 from rerank_tools.cluster import LocalCluster, RedisServer, free_port
-from rerank_tools.load import Load, Outcome
 
 REPO = Path(__file__).resolve().parents[1]
 SERVE_CONFIG = REPO / "serve_config.yaml"

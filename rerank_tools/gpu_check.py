@@ -34,12 +34,16 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rerank_tools.latency import latency_summary
+
+if TYPE_CHECKING:
+    # Imported where the load runs: `--help` and the refusal without a GPU need neither httpx nor the
+    # service's client.
+    from rerank_tools.benchmark.loadgen import RequestSample, Tally
 
 DEFAULT_MODEL_DIR = Path("models/bench-minilm-l6-cross-encoder")
 BACKEND = "bench"
@@ -208,82 +212,49 @@ def synthetic_queries(n: int, seed: int = 11) -> list[str]:
     return [" ".join(rng.choices(WORDS, k=rng.randint(3, 8))) for _ in range(n)]
 
 
-@dataclass
-class LoadResult:
-    """What the clients saw in the measured window."""
-
-    requests: int = 0
-    errors: int = 0
-    latencies_s: list[float] = field(default_factory=list)
-    error_samples: list[str] = field(default_factory=list)
-
-    def merge(self, other: LoadResult) -> None:
-        self.requests += other.requests
-        self.errors += other.errors
-        self.latencies_s += other.latencies_s
-        self.error_samples += other.error_samples[: 3 - len(self.error_samples)]
-
-
-async def _drive(
-    url: str, docs_per_request: int, concurrency: int, warmup_s: float, duration_s: float, seed: int
-) -> LoadResult:
-    import httpx
+def synthetic_requests(docs_per_request: int, seed: int, count: int = 256) -> list[RequestSample]:
+    """``count`` seeded requests: a synthetic query with ``docs_per_request`` distinct passages."""
+    from rerank_tools.benchmark.loadgen import RequestSample
 
     passages = synthetic_passages(400)
     queries = synthetic_queries(50)
-    result = LoadResult()
-    start = time.perf_counter()
-    measure_from, stop_at = start + warmup_s, start + warmup_s + duration_s
-
-    async def worker(client: httpx.AsyncClient, wid: int) -> None:
-        rng = random.Random(seed * 1000 + wid)
-        while (sent := time.perf_counter()) < stop_at:
-            body = {
-                "query": rng.choice(queries),
-                "documents": rng.sample(passages, docs_per_request),
-                "return_documents": False,
-            }
-            problem = None
-            try:
-                resp = await client.post(url + "/rerank", json=body)
-                answer = resp.json() if resp.status_code == 200 else None
-                if answer is None:
-                    problem = f"HTTP {resp.status_code}: {resp.text[:200]}"
-                elif answer.get("degraded") or answer.get("backend") != BACKEND:
-                    problem = f"answered by {answer.get('backend')!r}, degraded={answer.get('degraded')}"
-            except httpx.HTTPError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            done = time.perf_counter()
-            if sent < measure_from or done > stop_at:
-                continue
-            result.requests += 1
-            if problem is None:
-                result.latencies_s.append(done - sent)
-            else:
-                result.errors += 1
-                if len(result.error_samples) < 3:
-                    result.error_samples.append(problem)
-
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-        await asyncio.gather(*(worker(client, i) for i in range(concurrency)))
-    return result
+    rng = random.Random(seed)
+    return [
+        RequestSample(rng.choice(queries), rng.sample(passages, docs_per_request)) for _ in range(count)
+    ]
 
 
 def client_process(
     url: str, docs_per_request: int, concurrency: int, warmup_s: float, duration_s: float, seed: int
-) -> LoadResult:
-    """One client process: ``concurrency`` requests in flight until the window closes."""
-    return asyncio.run(_drive(url, docs_per_request, concurrency, warmup_s, duration_s, seed))
+) -> Tally:
+    """One client process: the project's closed loop (``rerank_tools.benchmark.loadgen``) with
+    ``concurrency`` requests in flight, ``warmup_s`` unmeasured, then ``duration_s`` measured."""
+    from rerank_tools.benchmark.loadgen import measure
+
+    samples = synthetic_requests(docs_per_request, seed)
+    return asyncio.run(
+        measure(
+            url,
+            samples,
+            concurrency,
+            duration_s=duration_s,
+            max_requests=sys.maxsize,
+            warmup_requests=0,
+            warmup_s=warmup_s,
+            timeout_s=60.0,
+        )
+    )
 
 
 def run_load(
     url: str, args: argparse.Namespace, docs: int | None = None, concurrency: int | None = None
-) -> LoadResult:
+) -> Tally:
     """Load from ``--client-procs`` processes (one Python client saturates before Serve does),
     ``docs`` documents a request (default ``--docs-per-request``) and ``concurrency`` in flight in
-    each (default ``--concurrency``)."""
-    total = LoadResult()
+    each (default ``--concurrency``); a degraded answer counts as an error."""
+    from rerank_tools.benchmark.loadgen import Tally
+
+    total = Tally()
     docs = docs or args.docs_per_request
     concurrency = concurrency or args.concurrency
     # spawn, not fork: this process runs Ray's threads.
@@ -347,11 +318,11 @@ def serve_phase(model_dir: Path, device: str, args: argparse.Namespace) -> tuple
             if not str(before["device"]).startswith(device) or before["max_batch_size"] != size:
                 failures.append(f"/v1/stats {before} (expected {device}, max_batch_size {size})")
             load = run_load(url, args)
-            seconds = args.duration_s
+            seconds = load.elapsed_s
             after = get_json(url + "/v1/stats")["models"][BACKEND]
             batches = after["batches"] - before["batches"]
             pairs_scored = after["pairs"] - before["pairs"]
-            ok = len(load.latencies_s)
+            ok, errors = len(load.latencies_s), sum(load.errors.values())
             latency = latency_summary(load.latencies_s)
             pairs_per_s = ok * args.docs_per_request / seconds
             throughput[size] = pairs_per_s
@@ -359,11 +330,11 @@ def serve_phase(model_dir: Path, device: str, args: argparse.Namespace) -> tuple
                 f"RESULT serve  max_batch_size={size:4d}  pairs/s={pairs_per_s:9.0f}  "
                 f"req/s={ok / seconds:7.1f}  p50={latency['p50_ms']:7.1f}ms  "
                 f"p95={latency['p95_ms']:7.1f}ms  "
-                f"mean batch={pairs_scored / max(batches, 1):6.1f} pairs  errors={load.errors}"
+                f"mean batch={pairs_scored / max(batches, 1):6.1f} pairs  errors={errors}"
             )
-            if load.errors or not ok:
-                failures.append(f"max_batch_size={size}: {load.errors} errors of {load.requests}; "
-                                f"e.g. {load.error_samples}")
+            if errors or not ok:
+                failures.append(f"max_batch_size={size}: {errors} errors of {ok + errors}; "
+                                f"by type {dict(load.errors)}")
         if not failures and deploy(args.long_batch_size):
             long_phase(url, args, failures)
         serve.delete("rerank")
@@ -382,13 +353,13 @@ def long_phase(url: str, args: argparse.Namespace, failures: list[str]) -> None:
     pairs/s and p99 against the target."""
     in_flight = args.long_concurrency * args.client_procs
     load = run_load(url, args, docs=args.long_docs, concurrency=args.long_concurrency)
-    ok = len(load.latencies_s)
+    ok, errors = len(load.latencies_s), sum(load.errors.values())
     latency = latency_summary(load.latencies_s)
-    pairs_per_s = ok * args.long_docs / args.duration_s
+    pairs_per_s = ok * args.long_docs / load.elapsed_s
     log(
         f"RESULT serve-long  docs={args.long_docs}  in_flight={in_flight}  "
         f"max_batch_size={args.long_batch_size}  pairs/s={pairs_per_s:9.0f}  "
-        f"p50={latency['p50_ms']:7.1f}ms  p99={latency['p99_ms']:7.1f}ms  errors={load.errors}"
+        f"p50={latency['p50_ms']:7.1f}ms  p99={latency['p99_ms']:7.1f}ms  errors={errors}"
     )
     met = pairs_per_s >= TARGET_PAIRS_PER_S and latency["p99_ms"] < TARGET_P99_MS
     log(
@@ -396,9 +367,9 @@ def long_phase(url: str, args: argparse.Namespace, failures: list[str]) -> None:
         f"{TARGET_P99_MS:.0f} ms: {'met' if met else 'not met'} ({pairs_per_s:.0f} pairs/s, "
         f"p99 {latency['p99_ms']:.1f} ms with {in_flight} in flight)"
     )
-    if load.errors or not ok:
-        failures.append(f"{args.long_docs}-document requests: {load.errors} errors of "
-                        f"{load.requests}; e.g. {load.error_samples}")
+    if errors or not ok:
+        failures.append(f"{args.long_docs}-document requests: {errors} errors of "
+                        f"{ok + errors}; by type {dict(load.errors)}")
 
 
 def free_port() -> int:

@@ -1,19 +1,31 @@
-"""Closed-loop load generator: ``concurrency`` workers each send one ``POST /rerank`` after another
-with real query/passage traffic, for a bounded time and a bounded number of requests.
+"""The project's one load generator: closed-loop HTTP load on a service on this machine, each of
+``concurrency`` workers sending its next request when the last one is answered.
+
+Two ways to use it:
+
+- ``run_cell`` measures: real query/passage traffic for a bounded time and a bounded number of
+  requests, summed up as a ``CellResult`` (throughput, latency percentiles of the answers, errors by
+  type; a degraded answer is an error, not goodput). ``measure`` runs the same loop and returns the
+  raw ``Tally``, which loops in several client processes add up (``rerank_tools.gpu_check``).
+- ``Load`` records: one fixed body sent from a background thread while a ``with`` block does
+  something else (kills a node, waits for autoscaling), every request's ``Outcome`` (HTTP status,
+  order of the results, degraded or not) kept as it finishes.
 
 Traffic is sampled from a candidates JSONL (trec-dl20): a request is a query with its own BM25
 candidates, topped up from other queries' passages when it asks for more documents than a query has.
 Only loopback targets are accepted: this tool is for measuring a service on this machine.
 
-Two request shapes: the service's own (``client="service"``, through ``AsyncRerankClient``, which the
-naive baseline speaks too) and Infinity's (``client="infinity"``: ``{"query", "documents", "model"}``
-in, ``results[].relevance_score`` out), so the peer is measured by the same closed loop.
+Two request shapes for ``run_cell``: the service's own (``client="service"``, through
+``AsyncRerankClient``, which the naive baseline speaks too) and Infinity's (``client="infinity"``:
+``{"query", "documents", "model"}`` in, ``results[].relevance_score`` out), so the peer is measured
+by the same closed loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -151,6 +163,110 @@ async def post_infinity(
     return scores
 
 
+@dataclass(slots=True)
+class Tally:
+    """What a closed loop's measured requests saw, raw, so that the loops of several client
+    processes add up (``merge``) before they are summed up."""
+
+    #: Seconds each successful request took.
+    latencies_s: list[float] = field(default_factory=list)
+    #: Failed requests by error type ("degraded" for an answer in the original order).
+    errors: Counter[str] = field(default_factory=Counter)
+    #: Seconds each refusal for overload (429) took.
+    refusals_s: list[float] = field(default_factory=list)
+    #: Requests that reached the client's own ``timeout_s`` without an answer.
+    client_timeouts: int = 0
+    #: Requests sent (measured ones only).
+    sent: int = 0
+    #: Seconds from the first measured request to the last answer.
+    elapsed_s: float = 0.0
+
+    def merge(self, other: Tally) -> None:
+        """Add ``other``'s requests, as loops that ran side by side (the longer one's duration)."""
+        self.latencies_s += other.latencies_s
+        self.errors.update(other.errors)
+        self.refusals_s += other.refusals_s
+        self.client_timeouts += other.client_timeouts
+        self.sent += other.sent
+        self.elapsed_s = max(self.elapsed_s, other.elapsed_s)
+
+
+async def closed_loop(workers: int, send: Callable[[], Awaitable[None]], more: Callable[[], bool]) -> None:
+    """``workers`` coroutines, each awaiting ``send()`` one after another while ``more()`` holds."""
+
+    async def worker() -> None:
+        while more():
+            await send()
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+
+
+async def measure(
+    url: str,
+    samples: Sequence[RequestSample],
+    concurrency: int,
+    *,
+    duration_s: float = 10.0,
+    max_requests: int = 10_000,
+    warmup_requests: int = 2,
+    warmup_s: float = 0.0,
+    timeout_s: float = 60.0,
+    model: str | None = None,
+    top_n: int | None = None,
+    api_key: str | None = None,
+    refused_backoff_s: float = REFUSED_BACKOFF_S,
+    client: ClientKind = "service",
+) -> Tally:
+    """The closed loop of ``run_cell`` (its arguments), returning what it saw unsummed. Before the
+    measurement, ``warmup_requests`` are sent one at a time and then ``concurrency`` workers send
+    for ``warmup_s`` seconds, both unmeasured."""
+    url = check_loopback(url)
+    if not samples:
+        raise ValueError("no request samples")
+
+    async with requester(client, url, api_key, timeout_s, concurrency, model, top_n) as request:
+
+        async def send(sample: RequestSample, tally: Tally) -> None:
+            started = time.perf_counter()
+            try:
+                await request(sample)
+            except BackendRateLimited as exc:
+                tally.errors[exc.code] += 1
+                tally.refusals_s.append(time.perf_counter() - started)
+                # As a client honouring the service's Retry-After (1 s by default) would, or not.
+                await asyncio.sleep(refused_backoff_s)
+            except RerankError as exc:
+                tally.errors[exc.code] += 1
+                if time.perf_counter() - started >= timeout_s:
+                    tally.client_timeouts += 1
+            except DegradedAnswer:
+                tally.errors["degraded"] += 1
+            else:
+                tally.latencies_s.append(time.perf_counter() - started)
+
+        async def loop(seconds: float, limit: int) -> Tally:
+            tally = Tally()
+            until = time.perf_counter() + seconds
+
+            async def send_next() -> None:
+                sample = samples[tally.sent % len(samples)]
+                tally.sent += 1
+                await send(sample, tally)
+
+            started = time.perf_counter()
+            await closed_loop(
+                concurrency, send_next, lambda: tally.sent < limit and time.perf_counter() < until
+            )
+            tally.elapsed_s = max(time.perf_counter() - started, 1e-9)
+            return tally
+
+        for i in range(warmup_requests):
+            await send(samples[i % len(samples)], Tally())
+        if warmup_s > 0:
+            await loop(warmup_s, max_requests)
+        return await loop(duration_s, max_requests)
+
+
 async def run_cell(
     url: str,
     samples: Sequence[RequestSample],
@@ -173,73 +289,36 @@ async def run_cell(
     bounded by ``timeout_s``), in ``client``'s request shape. A worker refused for overload waits
     ``refused_backoff_s`` before its next request (0: it resends at once). Answers slower than
     ``deadline_s`` count as late."""
-    url = check_loopback(url)
-    if not samples:
-        raise ValueError("no request samples")
-    docs = len(samples[0].documents)
-    latencies: list[float] = []
-    errors: Counter[str] = Counter()
-    refusals: list[float] = []
-    timeouts = 0
-    sent = 0
-
-    async with requester(client, url, api_key, timeout_s, concurrency, model, top_n) as request:
-
-        async def send(sample: RequestSample) -> None:
-            nonlocal timeouts
-            started = time.perf_counter()
-            try:
-                await request(sample)
-            except BackendRateLimited as exc:
-                errors[exc.code] += 1
-                refusals.append(time.perf_counter() - started)
-                # As a client honouring the service's Retry-After (1 s by default) would, or not.
-                await asyncio.sleep(refused_backoff_s)
-            except RerankError as exc:
-                errors[exc.code] += 1
-                if time.perf_counter() - started >= timeout_s:
-                    timeouts += 1
-            except DegradedAnswer:
-                errors["degraded"] += 1
-            else:
-                latencies.append(time.perf_counter() - started)
-
-        for i in range(warmup_requests):
-            await send(samples[i % len(samples)])
-        latencies.clear()
-        errors.clear()
-        refusals.clear()
-        timeouts = 0
-
-        deadline = time.perf_counter() + duration_s
-
-        async def worker() -> None:
-            nonlocal sent
-            while sent < max_requests and time.perf_counter() < deadline:
-                sample = samples[sent % len(samples)]
-                sent += 1
-                await send(sample)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = max(time.perf_counter() - started, 1e-9)
-
-    ok = len(latencies)
+    tally = await measure(
+        url,
+        samples,
+        concurrency,
+        duration_s=duration_s,
+        max_requests=max_requests,
+        warmup_requests=warmup_requests,
+        timeout_s=timeout_s,
+        model=model,
+        top_n=top_n,
+        api_key=api_key,
+        refused_backoff_s=refused_backoff_s,
+        client=client,
+    )
+    ok, docs, elapsed = len(tally.latencies_s), len(samples[0].documents), tally.elapsed_s
     return CellResult(
         target=target,
         concurrency=concurrency,
         docs_per_request=docs,
         requests=ok,
-        errors=sum(errors.values()),
+        errors=sum(tally.errors.values()),
         duration_s=elapsed,
         requests_per_s=ok / elapsed,
         pairs_per_s=ok * docs / elapsed,
-        error_types=dict(errors),
-        stopped_by="max_requests" if sent >= max_requests else "duration",
-        refused_max_ms=max(refusals, default=0.0) * 1000,
-        late=sum(1 for t in latencies if deadline_s is not None and t > deadline_s),
-        client_timeouts=timeouts,
-        **latency_summary(latencies),
+        error_types=dict(tally.errors),
+        stopped_by="max_requests" if tally.sent >= max_requests else "duration",
+        refused_max_ms=max(tally.refusals_s, default=0.0) * 1000,
+        late=sum(1 for t in tally.latencies_s if deadline_s is not None and t > deadline_s),
+        client_timeouts=tally.client_timeouts,
+        **latency_summary(tally.latencies_s),
     )
 
 
@@ -284,3 +363,96 @@ async def requester(
             yield rerank
     else:
         raise ValueError(f"unknown client {client!r}; known: {', '.join(CLIENT_KINDS)}")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One request of a ``Load``: when it started (monotonic seconds), how long it took, its HTTP
+    status (None: no answer: a client time-out or a refused connection), the order of the results
+    (200 only), for any other status the start of the error's message, and whether a 200 was the
+    route's degraded last resort (the original order)."""
+
+    started: float
+    elapsed_s: float
+    status: int | None
+    order: list[int] | None
+    detail: str | None = None
+    degraded: bool = False
+
+
+class Load:
+    """``clients`` closed-loop clients sending ``body`` to ``url`` while the context is open, from
+    an event loop in a background thread; ``outcomes`` holds every request's ``Outcome`` in the
+    order they finished.
+
+    ``timeout_s`` is the client's own deadline: a request that reaches it is recorded with status
+    None, as a hung request.
+    """
+
+    def __init__(self, url: str, body: dict[str, Any], clients: int = 4, timeout_s: float = 30.0) -> None:
+        self.url = check_loopback(url)
+        self.body = body
+        self.clients = clients
+        self.timeout_s = timeout_s
+        self.outcomes: list[Outcome] = []
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="load", daemon=True)
+        self._http: httpx.AsyncClient | None = None
+        self._running: asyncio.Future[None] | None = None
+        self._stopping = False
+
+    async def _send(self) -> None:
+        assert self._http is not None
+        started = time.monotonic()
+        status: int | None = None
+        order: list[int] | None = None
+        detail: str | None = None
+        degraded = False
+        try:
+            resp = await self._http.post(self.url, json=self.body)
+            status = resp.status_code
+            if status == 200:
+                answer = resp.json()
+                order = [r["index"] for r in answer["results"]]
+                degraded = bool(answer.get("degraded", False))
+            else:
+                detail = resp.text[:200]
+        except httpx.HTTPError as exc:
+            detail = type(exc).__name__
+        outcome = Outcome(started, time.monotonic() - started, status, order, detail, degraded)
+        with self._lock:
+            self.outcomes.append(outcome)
+
+    async def _restart(self, clients: int) -> None:
+        if self._running is not None:
+            self._stopping = True
+            await self._running
+        self._stopping = False
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=self.timeout_s, limits=httpx.Limits(max_connections=None))
+        self._running = asyncio.ensure_future(closed_loop(clients, self._send, lambda: not self._stopping))
+
+    def set_clients(self, clients: int) -> None:
+        """Change the number of clients: each running one finishes its request and stops, then
+        ``clients`` start; no outcome is lost."""
+        asyncio.run_coroutine_threadsafe(self._restart(clients), self._loop).result()
+        self.clients = clients
+
+    def done_since(self, since: float) -> list[Outcome]:
+        """Outcomes of requests that finished at or after ``since`` (monotonic seconds)."""
+        with self._lock:
+            return [o for o in self.outcomes if o.started + o.elapsed_s >= since]
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        self.set_clients(self.clients)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.set_clients(0)
+        if self._http is not None:
+            asyncio.run_coroutine_threadsafe(self._http.aclose(), self._loop).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rerank_tools.load import Load
+from rerank_tools.benchmark.loadgen import Load
 
 APP = "autoscale"
 MODEL = "model-scaled"

@@ -16,7 +16,7 @@ from rerank_tools.autoscale_bench import (
     service_config,
     summarize,
 )
-from rerank_tools.load import Outcome
+from rerank_tools.benchmark.loadgen import Outcome
 
 
 def test_phases_parse_and_bad_phases_are_refused() -> None:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from collections.abc import Iterator
+import socket
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -19,9 +21,12 @@ from rerank_tools.benchmark import cli
 from rerank_tools.benchmark.ceiling import best, load_cross_encoder, measure_ceiling, time_request
 from rerank_tools.benchmark.infinity_server import InfinityServer
 from rerank_tools.benchmark.loadgen import (
+    Load,
     RequestSample,
+    Tally,
     check_loopback,
     load_traffic,
+    measure,
     post_infinity,
     run_cell,
 )
@@ -88,6 +93,56 @@ def test_run_cell_is_bounded_by_requests_and_time(naive_url: str, candidates: Pa
     by_time = asyncio.run(run_cell(naive_url, samples, 2, duration_s=0.5, max_requests=10_000))
     assert by_time.stopped_by == "duration"
     assert by_time.duration_s < 5
+
+
+def test_loops_side_by_side_add_up_after_an_unmeasured_warm_up(naive_url: str, candidates: Path) -> None:
+    samples = load_traffic(candidates, docs_per_request=4, count=8)
+    tallies = [
+        asyncio.run(measure(naive_url, samples, 2, duration_s=30, max_requests=n, warmup_s=0.2))
+        for n in (5, 3)
+    ]
+    assert [(t.sent, len(t.latencies_s), sum(t.errors.values())) for t in tallies] == [(5, 5, 0), (3, 3, 0)]
+    total = Tally()
+    for tally in tallies:
+        total.merge(tally)
+    assert (total.sent, len(total.latencies_s)) == (8, 8)
+    assert total.elapsed_s == max(t.elapsed_s for t in tallies)
+
+
+def wait_for(check: Callable[[], bool], timeout_s: float = 30) -> None:
+    start = time.monotonic()
+    while not check():
+        assert time.monotonic() - start < timeout_s, f"not within {timeout_s} s"
+        time.sleep(0.05)
+
+
+def test_load_records_every_request_across_a_change_of_clients(naive_url: str, candidates: Path) -> None:
+    sample = load_traffic(candidates, docs_per_request=4, count=1)[0]
+    body = {"query": sample.query, "documents": sample.documents}
+    with Load(naive_url + "/rerank", body, clients=2) as load:
+        wait_for(lambda: len(load.outcomes) >= 3)
+        load.set_clients(1)
+        changed = time.monotonic()
+        wait_for(lambda: len(load.done_since(changed)) >= 2)
+    sent = len(load.outcomes)
+    time.sleep(0.2)
+    assert len(load.outcomes) == sent and load.clients == 0  # stopped with the context
+    assert all(o.status == 200 and sorted(o.order or []) == [0, 1, 2, 3] for o in load.outcomes)
+    assert not any(o.degraded for o in load.outcomes)
+    finished = [o.started + o.elapsed_s for o in load.outcomes]
+    assert finished == sorted(finished)
+
+
+def test_load_records_a_refused_connection_as_no_answer() -> None:
+    with pytest.raises(ValueError, match="refusing"):
+        Load("http://192.0.2.1:8000/rerank", {})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with Load(f"http://127.0.0.1:{port}/rerank", {"query": "q", "documents": ["a"]}, clients=1) as load:
+        wait_for(lambda: bool(load.outcomes))
+    first = load.outcomes[0]
+    assert (first.status, first.order, first.detail) == (None, None, "ConnectError")
 
 
 def test_cli_refuses_a_remote_host(capsys: pytest.CaptureFixture[str]) -> None:
