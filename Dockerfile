@@ -1,4 +1,5 @@
-# The image KubeRay runs (k8s/rayservice.yaml): Ray, this project and the model weights.
+# The image KubeRay runs (k8s/rayservice.yaml): Ray, the service and the model weights; the lab tools
+# (lab/, the rerank-lab distribution) stay out.
 #   docker build --build-arg VARIANT=gpu -t registry.example.com/rerank-service:0.1.0-ray2.60.0-py311-gpu .
 #   docker build --build-arg VARIANT=cpu -t registry.example.com/rerank-service:0.1.0-ray2.60.0-py311-cpu .
 # RAY_VERSION and PYTHON_TAG must match rayClusterConfig.rayVersion and the lock files
@@ -33,7 +34,8 @@ COPY --chown=ray:users pyproject.toml README.md ./
 COPY --chown=ray:users rerank_core rerank_core
 COPY --chown=ray:users rerank_wire rerank_wire
 COPY --chown=ray:users deployments deployments
-# The project with its serve extra; every dependency is already there, pinned by the lock.
+# The service (the rerank-service distribution: rerank_core, rerank_wire, deployments and the `rerank`
+# and `rerank-export` scripts) with its serve extra; every dependency is already there, pinned by the lock.
 RUN pip install --no-cache-dir --no-deps ".[serve]"
 
 # Bake the weights in: replicas start with HF_HUB_OFFLINE=1 and never wait on a download. To mount

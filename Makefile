@@ -37,11 +37,13 @@ redis-server:
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server; }
 
-$(VENV)/.installed: pyproject.toml $(DEV_LOCK)
+# The service (rerank-service, pyproject.toml) and the lab tools (rerank-lab, lab/pyproject.toml),
+# both editable, every dependency pinned by the one dev lock.
+$(VENV)/.installed: pyproject.toml lab/pyproject.toml $(DEV_LOCK)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -r $(DEV_LOCK)
-	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip install -q --no-deps -e . -e ./lab
 	touch $@
 
 run: setup
@@ -54,10 +56,12 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-# Re-resolve the lock files from pyproject.toml's ranges (newest versions that fit) with uv, which
-# `make setup` installs; then run `make test`.
+# Re-resolve the lock files from the pyproject.toml ranges (newest versions that fit) with uv, which
+# `make setup` installs; then run `make test`. The dev lock pins the service and the lab
+# (requirements/dev.in); the serve lock, which the image installs, the service's serve extra alone.
 lock:
-	$(VENV)/bin/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -o $(DEV_LOCK)
+	$(VENV)/bin/uv pip compile requirements/dev.in $(LOCK_FLAGS) \
+		--no-emit-package rerank-service --no-emit-package rerank-lab -o $(DEV_LOCK)
 	$(VENV)/bin/uv pip compile pyproject.toml --extra serve $(LOCK_FLAGS) -o $(SERVE_LOCK)
 
 # The two benchmark models: MiniLM-L6's compute, and the near-free one (1 layer, hidden 32, the same

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check of the served cross-encoder (rerank_tools/gpu_check.py): builds the benchmark model offline,
+# GPU check of the served cross-encoder (lab/rerank_tools/gpu_check.py): builds the benchmark model offline,
 # deploys it on a local Ray with num_gpus: 1, checks the replica runs on CUDA, and prints pairs/s
 # through HTTP at several batch sizes and for 100-document requests (p99), next to in-process
 # CrossEncoder.predict in fp32, fp16 and bf16 and the backend at several batch_cost_tokens. About 5 minutes;
@@ -23,6 +23,9 @@ fi
 export RAY_AUTH_MODE=disabled
 export RAY_USAGE_STATS_ENABLED=0
 export HF_HUB_OFFLINE=1
+# The service and the lab tools (lab/) from this clone, also where they are not installed (a copy of
+# the repository run with a system python3).
+export PYTHONPATH="$PWD/lab:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 if command -v nvidia-smi >/dev/null 2>&1; then
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader \

@@ -13,7 +13,8 @@ from typing import Any
 
 from rerank_tools.benchmark.sitting import table
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+#: The repository's docs/ (the lab is installed from a clone: lab/rerank_tools/benchmark/page.py).
+DOCS = Path(__file__).resolve().parents[3] / "docs"
 #: The sitting the page's side-by-side tables come from (``run_sitting.sh``'s sitting.json).
 SITTING = DOCS / "results" / "sitting-2026-12-06.json"
 #: The service target compared with the peer, per model: the configuration a user would pick.

@@ -34,7 +34,8 @@ import yaml
 from rerank_tools.benchmark.loadgen import Load, Outcome
 from rerank_tools.cluster import LocalCluster, RedisServer, free_port
 
-REPO = Path(__file__).resolve().parents[1]
+#: The repository root (the lab is installed from a clone: lab/rerank_tools/cluster_demo.py).
+REPO = Path(__file__).resolve().parents[2]
 SERVE_CONFIG = REPO / "serve_config.yaml"
 #: The Router on the head and the models on workers, as docs/operations-faults.md asks of a
 #: multi-node deployment (serve_config.yaml, written for one node, cannot name its nodes).
