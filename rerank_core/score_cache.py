@@ -19,8 +19,8 @@ from pathlib import Path
 
 from rerank_core.config import BiEncoderConfig, CrossEncoderConfig
 
-#: Bytes one entry takes (digest key, float value, ordered-dict slot), measured with tracemalloc on
-#: CPython 3.12 over 100,000 entries (178 bytes), rounded up.
+#: Bytes charged per entry (digest key, float value, ordered-dict slot): at least what tracemalloc
+#: counts per entry over many entries, so that the cache stays within its ``score_cache_mib``.
 ENTRY_BYTES = 192
 
 _SEPARATOR = b"\x00"

@@ -43,7 +43,7 @@ ROUTER_RESOURCES = {"head_node": 0.1}
 MODEL_RESOURCES = {"model_node": 1}
 #: The longest any request may take during a fault: two attempts at the route's floor (a few
 #: seconds more where the measured rate of a busy machine stretches them) and the way in and out
-#: through the proxy; far below the 60 s request deadline a lost node used to cost.
+#: through the proxy; far below the route's request deadline, which a lost node must never cost.
 FAULT_BOUND_S = 15.0
 #: Seconds the GCS stays down under load before it is started again.
 GCS_DOWN_S = 5.0

@@ -2,7 +2,7 @@
 
 Run through ``scripts/gpu_check.sh`` on a machine with an NVIDIA GPU (about three minutes):
 
-1. builds the benchmark cross-encoder offline (``rerank_tools/bench_model.py``: the compute
+1. builds the benchmark cross-encoder offline (``rerank_tools.bench_model``: the compute
    of ms-marco-MiniLM-L-6-v2) unless ``--model`` names one;
 2. starts a local Ray (token auth disabled) and deploys the application with
    ``deployments.app.build_app``, that model as a ``cross_encoder`` backend with ``num_gpus: 1``;
@@ -344,7 +344,7 @@ def serve_phase(model_dir: Path, device: str, args: argparse.Namespace) -> tuple
     return throughput, failures
 
 
-#: The issue's aim on one H100: 100-document requests at this many pairs/s, under this p99.
+#: The target on one H100: 100-document requests at this many pairs/s, under this p99.
 TARGET_PAIRS_PER_S, TARGET_P99_MS = 8000.0, 100.0
 
 

@@ -11,8 +11,9 @@ if TYPE_CHECKING:
     import numpy as np
 
 #: ``batch_cost_tokens`` when the config leaves it out, by device kind. On CPU a pass's fixed cost
-#: is small next to its tokens (docs/benchmarks.md, "Cutting batches where padding costs more than
-#: a pass"); on a GPU it is its kernel launches, worth thousands of tokens of compute.
+#: is small next to its tokens; on a GPU it is its kernel launches, worth thousands of tokens of
+#: compute. The measurements behind both: CHANGELOG.md, "Cutting batches where padding costs more
+#: than a pass"; ``rerank-gpu-check`` measures the GPU's again.
 DEFAULT_BATCH_COST_TOKENS = {"cpu": 64, "cuda": 2048}
 
 

@@ -2,10 +2,11 @@
 venv of its own (``benchmarks/setup_infinity.sh`` builds it) on a free loopback port, offline, and
 stopped by its pid.
 
-It runs as the issue's peer runs: ``infinity_emb v2 --engine torch --device cpu --dtype DTYPE
---no-vector-disk-cache`` (the disk cache would answer the benchmark's repeated requests). Its
-``POST /rerank`` takes ``{"query", "documents", "model"}`` and answers ``results[].relevance_score``
-(the sigmoid of the logit, as the service's ``score``); ``loadgen`` speaks it as ``client="infinity"``.
+It runs as docs/benchmark-method.md describes the peer: ``infinity_emb v2 --engine torch --device
+cpu --dtype DTYPE --no-vector-disk-cache`` (the disk cache would answer the benchmark's repeated
+requests). Its ``POST /rerank`` takes ``{"query", "documents", "model"}`` and answers
+``results[].relevance_score`` (the sigmoid of the logit, as the service's ``score``); ``loadgen``
+speaks it as ``client="infinity"``.
 """
 
 from __future__ import annotations
