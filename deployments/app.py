@@ -46,8 +46,15 @@ def model_deployment_options(name: str, cfg: LocalModelConfig) -> dict[str, Any]
             "num_cpus": s.num_cpus,
             "num_gpus": s.num_gpus,
             "resources": s.resources,
-            # Ray sets OMP_NUM_THREADS from num_cpus; torch must use what the config says.
-            "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(s.resolved_torch_threads)}},
+            # Ray sets OMP_NUM_THREADS from num_cpus; torch must use what the config says. The
+            # replica tokenizes on one thread of its own beside the model's: a tokenizer thread
+            # pool would spin against the model's threads for the same cores.
+            "runtime_env": {
+                "env_vars": {
+                    "OMP_NUM_THREADS": str(s.resolved_torch_threads),
+                    "TOKENIZERS_PARALLELISM": "false",
+                }
+            },
         },
         "max_ongoing_requests": s.max_ongoing_requests,
         "max_queued_requests": s.max_queued_requests or -1,

@@ -23,7 +23,10 @@ def build_backend(name: str, config: BackendConfig) -> Backend:
     """Construct the backend a configuration entry describes (local models load their weights)."""
     module_name, class_name = _CLASSES[config.type]
     cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(name, config)
+    backend = cls(name, config)
+    if isinstance(backend, LocalModelBackend) and backend.config.batch_cost_tokens is None:
+        backend.measure_batch_cost()
+    return backend
 
 
 __all__ = ["Backend", "LocalModelBackend", "build_backend"]

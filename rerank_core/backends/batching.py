@@ -10,11 +10,21 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     import numpy as np
 
-#: ``batch_cost_tokens`` when the config leaves it out, by device kind. On CPU a pass's fixed cost
-#: is small next to its tokens; on a GPU it is its kernel launches, worth thousands of tokens of
-#: compute. The measurements behind both: CHANGELOG.md, "Cutting batches where padding costs more
-#: than a pass"; ``rerank-gpu-check`` measures the GPU's again.
+#: ``batch_cost_tokens`` of a backend built directly, by device kind, until
+#: ``LocalModelBackend.measure_batch_cost`` measures it (``build_backend`` does, when the config
+#: leaves it out).
 DEFAULT_BATCH_COST_TOKENS = {"cpu": 64, "cuda": 2048}
+
+#: Padded widths are rounded up to this many tokens where the runtime builds its kernels per input
+#: shape (OpenVINO, and torch's bfloat16 kernels on CPU, through oneDNN): the first pass of each new
+#: (rows, width) shape pays for building them, so a few widths that repeat serve faster than every
+#: width the traffic brings. Elsewhere widths stay exact (1). docs/benchmarks.md has the figures.
+SHAPE_MULTIPLE = 8
+
+
+def round_up(width: int, multiple: int) -> int:
+    """``width`` rounded up to a multiple of ``multiple``."""
+    return -(-width // multiple) * multiple
 
 
 @dataclass
@@ -73,12 +83,16 @@ def length_batches(
 
 
 def pad_rows(
-    rows: Sequence[Sequence[int]], value: int, side: Literal["left", "right"] = "right"
+    rows: Sequence[Sequence[int]],
+    value: int,
+    side: Literal["left", "right"] = "right",
+    multiple: int = 1,
 ) -> np.ndarray:
-    """``rows`` as one int64 array as wide as the longest, padded with ``value`` on ``side``."""
+    """``rows`` as one int64 array as wide as the longest (rounded up to ``multiple``), padded with
+    ``value`` on ``side``."""
     import numpy as np
 
-    width = max((len(r) for r in rows), default=0)
+    width = round_up(max((len(r) for r in rows), default=0), multiple)
     out = np.full((len(rows), width), value, dtype=np.int64)
     for i, row in enumerate(rows):
         if row:

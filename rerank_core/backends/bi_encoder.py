@@ -10,6 +10,7 @@ from rerank_core.backends.calibration import calibration_pairs
 from rerank_core.backends.limits import check_max_length
 from rerank_core.backends.local import LocalModelBackend, Pairs
 from rerank_core.backends.runtimes import load_runtime
+from rerank_core.backends.tokens import TokenEncoder
 from rerank_core.config import PACKAGED_MINILM, BiEncoderConfig, ConfigError, is_local_path
 from rerank_core.types import clamp01
 
@@ -72,6 +73,7 @@ class BiEncoderBackend(LocalModelBackend):
             self.model.max_seq_length = config.max_length
         hf_config = getattr(getattr(self.model[0], "auto_model", None), "config", None)
         check_max_length(name, config.max_length, self.model.max_seq_length, hf_config)
+        self._encode = TokenEncoder(self.model.tokenizer, self.model.max_seq_length)
         if config.runtime != "torch":
             sample = ["a short text", "another, somewhat longer text"]
             # A bi-encoder embeds queries and passages alone: calibrate on both, interleaved.
@@ -88,17 +90,16 @@ class BiEncoderBackend(LocalModelBackend):
         if not texts:
             return Tokenized({}, [], [])
         position = {text: i for i, text in enumerate(texts)}
-        encoded = self.model.tokenizer(
-            texts, truncation="longest_first", max_length=self.model.max_seq_length
-        )
-        columns = {key: encoded[key] for key in encoded}
+        columns = self._encode(texts)
         items = [(position[q], position[d]) for q, d in pairs]
         return Tokenized(columns, [len(ids) for ids in columns["input_ids"]], items)
 
     def collate(self, tokenized: Tokenized, items: list[int]) -> dict[str, np.ndarray]:
         pad = self.model.tokenizer.pad_token_id or 0
         return {
-            key: pad_rows([rows[i] for i in items], pad if key == "input_ids" else 0)
+            key: pad_rows(
+                [rows[i] for i in items], pad if key == "input_ids" else 0, multiple=self.shape_multiple
+            )
             for key, rows in tokenized.columns.items()
         }
 

@@ -94,9 +94,9 @@ class CausalLMBackend(LocalModelBackend):
         """Prompts left-padded (the answer is read at the last position), with positions that
         count from each prompt's first real token, so padding does not shift them."""
         rows = [tokenized.columns["input_ids"][i] for i in items]
-        mask = pad_rows([[1] * len(r) for r in rows], 0, "left")
+        mask = pad_rows([[1] * len(r) for r in rows], 0, "left", self.shape_multiple)
         return {
-            "input_ids": pad_rows(rows, self.pad_id, "left"),
+            "input_ids": pad_rows(rows, self.pad_id, "left", self.shape_multiple),
             "attention_mask": mask,
             "position_ids": (mask.cumsum(axis=1) - 1).clip(min=0),
         }

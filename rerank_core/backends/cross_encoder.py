@@ -10,6 +10,7 @@ from rerank_core.backends.calibration import calibration_pairs
 from rerank_core.backends.limits import check_max_length, check_runtime
 from rerank_core.backends.local import LocalModelBackend, Pairs
 from rerank_core.backends.runtimes import load_runtime
+from rerank_core.backends.tokens import TokenEncoder
 from rerank_core.config import ConfigError, CrossEncoderConfig, is_local_path
 from rerank_core.types import clamp01, sigmoid
 
@@ -58,6 +59,7 @@ class CrossEncoderBackend(LocalModelBackend):
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._pad_side = "left" if tokenizer.padding_side == "left" else "right"
         check_max_length(name, config.max_length, self.model.max_seq_length, self.model.config)
+        self._encode = TokenEncoder(tokenizer, self.model.max_seq_length)
         self.num_labels = self.model.num_labels
         if self.num_labels not in (1, 2):
             raise ConfigError(
@@ -100,13 +102,7 @@ class CrossEncoderBackend(LocalModelBackend):
         first) to ``max_length`` tokens."""
         if not pairs:
             return Tokenized({}, [])
-        encoded = self.model.tokenizer(
-            [q for q, _ in pairs],
-            [d for _, d in pairs],
-            truncation="longest_first",
-            max_length=self.model.max_seq_length,
-        )
-        columns = {key: encoded[key] for key in encoded}
+        columns = self._encode([q for q, _ in pairs], [d for _, d in pairs])
         return Tokenized(columns, [len(ids) for ids in columns["input_ids"]])
 
     def collate(self, tokenized: Tokenized, items: list[int]) -> dict[str, np.ndarray]:
@@ -117,6 +113,7 @@ class CrossEncoderBackend(LocalModelBackend):
                 [rows[i] for i in items],
                 self._pad_id if key == "input_ids" else 0,
                 self._pad_side,  # type: ignore[arg-type]
+                self.shape_multiple,
             )
             for key, rows in tokenized.columns.items()
         }

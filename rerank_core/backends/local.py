@@ -26,9 +26,11 @@ from typing import Any, TypeVar
 from rerank_core.backends.base import Backend
 from rerank_core.backends.batching import (
     DEFAULT_BATCH_COST_TOKENS,
+    SHAPE_MULTIPLE,
     Prepared,
     Tokenized,
     length_batches,
+    round_up,
 )
 from rerank_core.backends.runtime_errors import typed_runtime_error
 from rerank_core.config import (
@@ -117,6 +119,11 @@ class LocalModelBackend(Backend):
             config.batch_cost_tokens
             if config.batch_cost_tokens is not None
             else DEFAULT_BATCH_COST_TOKENS["cpu" if self.device == "cpu" else "cuda"]
+        )
+        #: Padded widths are multiples of this (``SHAPE_MULTIPLE`` where kernels are built per
+        #: shape: OpenVINO, torch in bfloat16 on CPU; else 1, exact widths).
+        self.shape_multiple = (
+            SHAPE_MULTIPLE if config.runtime == "openvino" or self.cpu_bf16 else 1
         )
         #: The model's export in its onnx/openvino runtime; None with the torch runtime.
         self.exported: Any = None
@@ -232,8 +239,11 @@ class LocalModelBackend(Backend):
         prepared = Prepared(len(pairs), tokenized)
         if not pairs:
             return prepared
+        multiple = self.shape_multiple
         for items in length_batches(
-            tokenized.lengths,
+            [round_up(length, multiple) for length in tokenized.lengths]
+            if multiple > 1
+            else tokenized.lengths,
             self.config.batch_size,
             self.config.max_tokens_per_batch,
             self.batch_cost_tokens,
@@ -320,6 +330,46 @@ class LocalModelBackend(Backend):
             )
 
     # Loading.
+
+    def measure_batch_cost(self, repeats: int = 5) -> int:
+        """Set ``batch_cost_tokens`` from this model on this machine (what ``build_backend`` does
+        when the configuration leaves it out): the time of a pass of one short item against a pass
+        of a budget of long ones (about 2,048 padded tokens), each the median of ``repeats`` after a
+        warm-up, gives a pass's fixed time and a token's; their ratio is the cost. A model whose
+        passes are near-free next to their fixed cost (a small model, a GPU) is cut into few,
+        large passes; a compute-bound one where padding costs more. Runs on the model's thread."""
+        cost = self._model_thread.submit(self._measured_batch_cost, repeats).result()
+        self.batch_cost_tokens = cost
+        logger.info("%s: batch_cost_tokens measured at %d", self.name, cost)
+        return cost
+
+    def _measured_batch_cost(self, repeats: int) -> int:
+        import torch
+
+        def timed(pairs: Pairs) -> tuple[float, int]:
+            tokenized = self.tokenize(pairs)
+            items = list(range(len(tokenized.lengths)))
+            features = self.collate(tokenized, items)
+            padded = len(items) * round_up(max(tokenized.lengths), self.shape_multiple)
+            times = []
+            with self._lock, torch.inference_mode():
+                for _ in range(repeats + 2):  # the first passes of a shape build its kernels
+                    started = time.perf_counter()
+                    self._model_pass(features, len(items))
+                    times.append(time.perf_counter() - started)
+            return sorted(times[2:])[len(times[2:]) // 2], padded
+
+        one_s, one_tokens = timed([("a query", "a document")])
+        long_document = " ".join(["a longer document of many words"] * 40)
+        width = max(self.tokenize([("a query", long_document)]).lengths)
+        rows = max(1, min(self.config.batch_size, 2048 // width))
+        # Distinct documents: a bi-encoder tokenizes each distinct text once.
+        many_s, many_tokens = timed([("a query", f"{i} {long_document}") for i in range(rows)])
+        if many_tokens <= one_tokens or many_s <= one_s:
+            return self.config.max_tokens_per_batch  # the pass's own cost hides the tokens'
+        per_token = (many_s - one_s) / (many_tokens - one_tokens)
+        fixed = max(0.0, one_s - per_token * one_tokens)
+        return min(self.config.max_tokens_per_batch, round(fixed / per_token))
 
     def _resolve_device(self, requested: str) -> str:
         import torch

@@ -100,7 +100,9 @@ class LocalModelConfig(StrictModel):
     """Upper bound on (pairs x padded tokens) in one forward pass."""
     batch_cost_tokens: int | None = Field(None, ge=0)
     """What one more forward pass costs, in padded tokens: each batch of length-sorted pairs is
-    cut where the padding saved is worth more than a pass. None: 64 on CPU, 2048 on GPU."""
+    cut where the padding saved is worth more than a pass. None: measured when the model loads
+    (a one-item pass timed against a full one), so a small model or a GPU, whose passes cost
+    more than their tokens, runs few large passes and a compute-bound model cuts its padding."""
     device: str = "auto"
     """"auto": CUDA when present (torch runtime), else CPU. The onnx and openvino runtimes run
     on CPU."""

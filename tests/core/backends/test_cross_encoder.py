@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -198,12 +199,30 @@ def test_short_and_long_pairs_go_in_separate_passes(tiny_model_dir: Path) -> Non
     assert split_scores == pytest.approx(joined_scores, abs=1e-5)
 
 
-def test_the_default_pass_cost_depends_on_the_device(tiny_model_dir: Path) -> None:
-    from rerank_core.backends.batching import DEFAULT_BATCH_COST_TOKENS
-
-    cpu = make_backend(tiny_model_dir, device="cpu")
-    assert cpu.batch_cost_tokens == DEFAULT_BATCH_COST_TOKENS["cpu"]
+def test_the_pass_cost_is_measured_at_load_unless_configured(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert make_backend(tiny_model_dir, batch_cost_tokens=0).batch_cost_tokens == 0
+    assert make_backend(tiny_model_dir, batch_cost_tokens=77).batch_cost_tokens == 77
+    # A model whose pass takes 20 ms plus 20 us a padded token: a pass costs 1,000 tokens.
+    backend = make_backend(tiny_model_dir, batch_cost_tokens=5)
+
+    def slow_pass(features: dict[str, Any]) -> list[float]:
+        rows, width = features["input_ids"].shape
+        time.sleep(0.020 + 20e-6 * rows * width)
+        return [0.0] * rows
+
+    monkeypatch.setattr(backend, "forward_batch", slow_pass)
+    measured = backend.measure_batch_cost(repeats=3)
+    assert backend.batch_cost_tokens == measured
+    assert 500 <= measured <= 2000
+    # Passes that cost nothing but their tokens: a pass is worth (almost) no padding.
+    monkeypatch.setattr(
+        backend,
+        "forward_batch",
+        lambda f: time.sleep(40e-6 * f["input_ids"].size) or [0.0] * len(f["input_ids"]),
+    )
+    assert backend.measure_batch_cost(repeats=3) <= 100
 
 
 def test_a_pair_longer_than_the_budget_is_scored_alone(tiny_model_dir: Path) -> None:

@@ -139,6 +139,33 @@ def test_a_cross_encoder_scores_as_sentence_transformers(
     assert max(abs(a - b) for a, b in zip(raw, expected_raw, strict=True)) < TOLERANCE
 
 
+@pytest.mark.parametrize("family", CROSS_ENCODERS)
+def test_the_engine_tokenizes_as_the_transformers_call(root: Path, family: str) -> None:
+    """``TokenEncoder`` (the tokenizer's Rust core, called directly) gives the columns and ids
+    that ``tokenizer(queries, documents, truncation="longest_first", max_length=...)`` gives,
+    pairs past ``max_length`` included, and texts alone (the bi-encoder's) too."""
+    from transformers import AutoTokenizer
+
+    from rerank_core.backends.tokens import TokenEncoder
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir(root, family)))
+    long = " ".join(p for _, p in PAIRS)
+    pairs = [*PAIRS, (long, "short"), ("short", long), (long, long)]
+    queries, documents = [q for q, _ in pairs], [d for _, d in pairs]
+    encoder = TokenEncoder(tokenizer, MAX_LENGTH)
+    assert encoder._core is not None
+    expected = tokenizer(queries, documents, truncation="longest_first", max_length=MAX_LENGTH)
+    got = encoder(queries, documents)
+    assert got == {key: expected[key] for key in expected}
+    assert max(len(ids) for ids in got["input_ids"]) == MAX_LENGTH
+    alone = tokenizer(documents, truncation="longest_first", max_length=MAX_LENGTH)
+    assert encoder(documents) == {key: alone[key] for key in alone}
+    # The transformers call after it still pads and truncates as asked: the core is a copy.
+    padded = tokenizer(queries[:2], documents[:2], padding="max_length", max_length=MAX_LENGTH)
+    assert all(len(ids) == MAX_LENGTH for ids in padded["input_ids"])
+    assert encoder(queries, documents) == got
+
+
 def test_the_tokenizers_are_built_as_the_real_ones(root: Path) -> None:
     from transformers import AutoTokenizer
 
