@@ -7,6 +7,7 @@ exception text.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Sequence
@@ -124,7 +125,8 @@ def request_id(request: Request) -> str:
 
 
 def install_error_handlers(api: FastAPI) -> None:
-    """Answer every error through ``error_response``; ``api.state.retry_after_s`` must be set."""
+    """Answer every error through ``error_response``; ``api.state.retry_after_s`` must be set
+    (and ``api.state.refusal_hold_s`` where refusals for overload are held)."""
 
     def answer(request: Request, exc: RerankError) -> JSONResponse:
         # A refusal that knows when its queue has room again says so; others the configured wait.
@@ -133,6 +135,12 @@ def install_error_handlers(api: FastAPI) -> None:
 
     @api.exception_handler(RerankError)
     async def _rerank_error(request: Request, exc: RerankError) -> JSONResponse:
+        if isinstance(exc, BackendRateLimited):
+            # Paced: a client that resends at once comes back after the hold, not in a loop.
+            retry_after_s = getattr(exc, "retry_after_s", None) or request.app.state.retry_after_s
+            hold = min(getattr(request.app.state, "refusal_hold_s", 0.0), retry_after_s)
+            if hold > 0:
+                await asyncio.sleep(hold)
         return answer(request, exc)
 
     @api.exception_handler(RequestValidationError)

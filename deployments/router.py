@@ -84,6 +84,7 @@ class Router:
         limits, router = self.service.limits, self.service.router
         api.state.max_body_bytes = limits.max_body_bytes
         api.state.retry_after_s = router.retry_after_s
+        api.state.refusal_hold_s = router.refusal_hold_s
         # Keys are read here, in the replica, so they never travel inside the pickled app.
         auth = self.service.auth
         keys = [k.get_secret_value().encode() for k in auth.load_keys()]

@@ -23,6 +23,10 @@ from rerank_core.errors import BackendRateLimited
 RATE_WINDOW_S = 2.0
 #: Weight of a new measurement in the rate (an exponential moving average over windows).
 RATE_WEIGHT = 0.3
+#: The share of the deadline a request's expected wait may take: the rate is measured on past
+#: batches and drifts under load, and a request admitted on a wait right at the deadline is work
+#: done for an answer that misses it.
+DEADLINE_SHARE = 0.8
 
 
 class ModelQueue:
@@ -74,19 +78,21 @@ class ModelQueue:
 
     def admit(self, n_pairs: int) -> None:
         """Raise ``BackendRateLimited`` (with ``retry_after_s``) when a request of ``n_pairs``
-        would be answered after ``deadline_s``. A request that finds nothing ahead of it is always
-        admitted: its own size is bounded by the input limits, not by the queue."""
+        would be answered after ``DEADLINE_SHARE`` of ``deadline_s``. A request that finds
+        nothing ahead of it is always admitted: its own size is bounded by the input limits, not
+        by the queue."""
         self._tick()
         if self.pairs_ahead == 0:
             return
         expected = self.expected_wait_s(n_pairs)
-        if expected <= self.deadline_s:
+        allowed = DEADLINE_SHARE * self.deadline_s
+        if expected <= allowed:
             return
         raise BackendRateLimited(
-            f"model {self.name} is overloaded: about {expected:.0f}s of work ahead, past the "
-            f"request's {self.deadline_s:g}s deadline",
+            f"model {self.name} is overloaded: about {expected:.0f}s of work ahead, past "
+            f"{DEADLINE_SHARE:.0%} of the request's {self.deadline_s:g}s deadline",
             backend=self.name,
-            retry_after_s=max(1.0, math.ceil(expected - self.deadline_s)),
+            retry_after_s=max(1.0, math.ceil(expected - allowed)),
         )
 
     @contextmanager

@@ -134,6 +134,11 @@ class RouterConfig(StrictModel):
     retry_after_s: float = Field(1.0, gt=0)
     """Seconds a 429 answer's ``Retry-After`` tells the client to wait (rounded up to whole
     seconds)."""
+    refusal_hold_s: float = Field(1.0, ge=0)
+    """Seconds a refusal for overload (429) is held before it is sent, at most its
+    ``Retry-After``: a client that resends at once is paced to one attempt a hold, so a storm of
+    refused resends leaves the CPU to the models (it costs the held client nothing it would not
+    have waited anyway). 0: refuse at once."""
     health_timeout_s: float = Field(5.0, gt=0)
     """Seconds ``/health`` waits for each model replica to answer before calling it unavailable."""
 

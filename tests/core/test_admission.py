@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rerank_core.admission import RATE_WINDOW_S, ModelQueue, model_queues
+from rerank_core.admission import DEADLINE_SHARE, RATE_WINDOW_S, ModelQueue, model_queues
 from rerank_core.config import load_config
 from rerank_core.errors import BackendRateLimited
 
@@ -32,11 +32,12 @@ def test_nothing_is_refused_without_a_rate() -> None:
 
 
 def test_refused_past_the_deadline_with_the_time_to_come_back() -> None:
-    queue = ModelQueue("m", 100.0, deadline_s=10.0, clock=FakeClock())
+    queue = ModelQueue("m", 100.0, deadline_s=12.5, clock=FakeClock())
     queue.pairs_ahead = 900
-    queue.admit(100)  # 1,000 pairs at 100/s: exactly the deadline
+    queue.admit(100)  # 1,000 pairs at 100/s: 10 s, exactly DEADLINE_SHARE (0.8) of the deadline
+    assert DEADLINE_SHARE * 12.5 == 10.0
     with pytest.raises(BackendRateLimited) as refused:
-        queue.admit(300)  # 12 s of work for a 10 s deadline
+        queue.admit(300)  # 12 s of work, past 10 s
     assert refused.value.retry_after_s == 2
     assert refused.value.retryable and refused.value.backend == "m"
     assert "deadline" in refused.value.message

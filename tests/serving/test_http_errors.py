@@ -54,3 +54,45 @@ def test_a_refusal_that_knows_when_to_come_back_says_so() -> None:
     client = TestClient(api)
     assert client.get("/queue-full").headers["Retry-After"] == "7"
     assert client.get("/vendor-429").headers["Retry-After"] == "1"
+
+
+def test_a_refusal_for_overload_is_held_for_the_hold_at_most_its_retry_after() -> None:
+    import time
+
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from deployments.http_errors import install_error_handlers
+    from deployments.middleware import RequestIdMiddleware
+
+    api = FastAPI()
+    api.add_middleware(RequestIdMiddleware)
+    api.state.retry_after_s = 0.2
+    api.state.refusal_hold_s = 0.5
+    install_error_handlers(api)
+
+    @api.get("/long-queue")
+    async def long_queue() -> None:
+        raise errors.BackendRateLimited("full", backend="m", retry_after_s=6.0)
+
+    @api.get("/short-wait")
+    async def short_wait() -> None:
+        raise errors.BackendRateLimited("429", backend="co")  # the configured 0.2 s
+
+    @api.get("/bad")
+    async def bad() -> None:
+        raise errors.InvalidRequest("no")
+
+    client = TestClient(api)
+
+    def took(path: str, status: int) -> float:
+        started = time.perf_counter()
+        assert client.get(path).status_code == status
+        return time.perf_counter() - started
+
+    assert took("/long-queue", 429) >= 0.5  # the hold
+    assert took("/short-wait", 429) >= 0.2  # its Retry-After, shorter than the hold
+    api.state.refusal_hold_s = 0.0
+    assert took("/long-queue", 429) < 0.5  # 0: at once
+    api.state.refusal_hold_s = 30.0
+    assert took("/bad", 422) < 30.0  # only refusals for overload are held
