@@ -38,7 +38,7 @@ all-MiniLM-L6-v2 embedding backbone plus a classification head initialised at ra
 (seed {seed}) and never trained, so its scores carry no relevance signal.
 
 Use it for speed benchmarks (latency, throughput, batching, GPU memory) only.
-Built by rerank_tools/bench_model.py, offline.
+Built offline by `rerank-bench-model` (the rerank-lab tools).
 """
 
 NEAR_FREE_README = """\
@@ -51,7 +51,7 @@ to free, so a server's throughput on it measures the server's own path (HTTP, qu
 tokenizing), as a small reranker on a GPU would see it.
 
 Use it for speed benchmarks of the serving path only.
-Built by rerank_tools/bench_model.py --near-free, offline.
+Built offline by `rerank-bench-model --near-free` (the rerank-lab tools).
 """
 
 

@@ -56,14 +56,16 @@ class ServingConfig(StrictModel):
     short. None: no work-bound deadline, every attempt gets the route's ``timeout_s``."""
     max_batch_size: int = Field(64, ge=1)
     """Pairs in one ``@serve.batch`` batch; a request with more pairs enters it in chunks of
-    this size."""
+    this size, two at a time (one scored, the next ready behind it), so a small request that
+    arrives meanwhile waits behind two chunks at most."""
     batch_wait_timeout_s: float = Field(0.005, ge=0)
     """Seconds a batch waits after its first pair for more, while the replica has company:
-    another request in flight within the last second."""
+    another request in flight within the last second (``COMPANY_WINDOW_S`` in
+    ``deployments/models.py``)."""
     batch_wait_alone: bool = False
     """False: a request that finds the replica alone (no other request in flight within the last
-    second) is batched at once, since no company is coming to share its batch. True: every batch
-    waits ``batch_wait_timeout_s``."""
+    second) is batched at once, since no company is coming to share its batch: a lone request
+    does not pay the wait. True: every batch waits ``batch_wait_timeout_s``."""
     score_cache_mib: float = Field(64.0, ge=0)
     """Memory for the replica's cache of raw scores by (model, query, document); 0 turns it off."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from deployments.http_errors import STATUS, RouteError, status_of
 from rerank_core import errors
 from rerank_core.config import ConfigError
@@ -31,17 +33,24 @@ def test_every_error_kind_has_its_status() -> None:
     assert all(any(issubclass(k, base) for base in STATUS) for k in kinds)
 
 
-def test_a_refusal_that_knows_when_to_come_back_says_so() -> None:
+def error_app(retry_after_s: float) -> Any:
+    """A FastAPI app answering its errors as the Router does."""
     from fastapi import FastAPI
-    from fastapi.testclient import TestClient
 
     from deployments.http_errors import install_error_handlers
     from deployments.middleware import RequestIdMiddleware
 
     api = FastAPI()
     api.add_middleware(RequestIdMiddleware)
-    api.state.retry_after_s = 1.0
+    api.state.retry_after_s = retry_after_s
     install_error_handlers(api)
+    return api
+
+
+def test_a_refusal_that_knows_when_to_come_back_says_so() -> None:
+    from fastapi.testclient import TestClient
+
+    api = error_app(1.0)
 
     @api.get("/queue-full")
     async def queue_full() -> None:
@@ -59,17 +68,10 @@ def test_a_refusal_that_knows_when_to_come_back_says_so() -> None:
 def test_a_refusal_for_overload_is_held_for_the_hold_at_most_its_retry_after() -> None:
     import time
 
-    from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from deployments.http_errors import install_error_handlers
-    from deployments.middleware import RequestIdMiddleware
-
-    api = FastAPI()
-    api.add_middleware(RequestIdMiddleware)
-    api.state.retry_after_s = 0.2
+    api = error_app(0.2)
     api.state.refusal_hold_s = 0.5
-    install_error_handlers(api)
 
     @api.get("/long-queue")
     async def long_queue() -> None:

@@ -16,14 +16,14 @@ from rerank_tools.benchmark.sitting import table
 #: The repository's docs/ (the lab is installed from a clone: lab/rerank_tools/benchmark/page.py).
 DOCS = Path(__file__).resolve().parents[3] / "docs"
 #: The sitting the page's side-by-side tables come from (``run_sitting.sh``'s sitting.json).
-SITTING = DOCS / "results" / "sitting-2026-12-06.json"
+SITTING = DOCS / "results" / "sitting-2026-12-06b.json"
 #: The service target compared with the peer, per model: the configuration a user would pick.
 SERVICE_FOR = {"near-free": "service-fast-haproxy", "bench": "service-fast-haproxy"}
 #: In-process throughput of each runtime on the benchmark model (``rerank-bench --runtimes``),
 #: measured on the same quiet machine right after the sitting.
-RUNTIMES = DOCS / "results" / "runtimes-2026-12-06.jsonl"
+RUNTIMES = DOCS / "results" / "runtimes-2026-12-06b.jsonl"
 #: Goodput under overload (``run_served.sh --overload``), serve_bench.yaml as shipped.
-OVERLOAD = DOCS / "results" / "overload-2026-12-06.jsonl"
+OVERLOAD = DOCS / "results" / "overload-2026-12-06b.jsonl"
 #: The served target of each runtime in the sitting.
 SERVED_AS = {"torch": "service-bench-haproxy", "openvino-bf16": "service-fast-haproxy"}
 PEER = "infinity-bfloat16"
@@ -119,7 +119,7 @@ def overload_section() -> str:
             "## Overload: goodput when clients resend at once",
             "",
             "`CONFIG=benchmarks/serve_bench.yaml SERVICE_ONLY=1 benchmarks/run_served.sh --overload "
-            "--docs 100 --duration 30 --deadline 60`: the benchmark model (torch fp32) unloaded at "
+            "--docs 100 --duration 60 --deadline 60`: the benchmark model (torch fp32) unloaded at "
             f"{r['unloaded_concurrency']} clients, then {r['clients']} clients of "
             f"{r['docs_per_request']}-document requests that resend at once after a refusal; "
             f"goodput counts answers within {r['deadline_s']:g} s. Source: `docs/results/{OVERLOAD.name}`.",
@@ -145,9 +145,7 @@ def render() -> str:
         "pairs/s, and p50 / p99 latency. `bench`: a cross-encoder with MiniLM-L6's compute "
         "(`make bench-model`); `near-free`: 1 layer, hidden 32, the same tokenizer, so what is "
         "measured is the serving path's own cost (the GPU's regime). Each server's scores were "
-        f"first checked against in-process `predict`. Source: `docs/results/{SITTING.name}` "
-        "(`bench`'s `service-bench-proxy` was run again right after the sitting: its first run hit "
-        "attempt deadlines that ignored the batch a request shares, since fixed)."
+        f"first checked against in-process `predict`. Source: `docs/results/{SITTING.name}`."
     )
     for model in models:
         parts += ["", table(rows, model), "", ratios(rows, model)]
