@@ -128,17 +128,18 @@ def install_error_handlers(api: FastAPI) -> None:
     """Answer every error through ``error_response``; ``api.state.retry_after_s`` must be set
     (and ``api.state.refusal_hold_s`` where refusals for overload are held)."""
 
-    def answer(request: Request, exc: RerankError) -> JSONResponse:
+    def retry_after(request: Request, exc: RerankError) -> float:
         # A refusal that knows when its queue has room again says so; others the configured wait.
-        retry_after_s = getattr(exc, "retry_after_s", None) or request.app.state.retry_after_s
-        return error_response(exc, request_id(request), retry_after_s)
+        return getattr(exc, "retry_after_s", None) or request.app.state.retry_after_s
+
+    def answer(request: Request, exc: RerankError) -> JSONResponse:
+        return error_response(exc, request_id(request), retry_after(request, exc))
 
     @api.exception_handler(RerankError)
     async def _rerank_error(request: Request, exc: RerankError) -> JSONResponse:
         if isinstance(exc, BackendRateLimited):
             # Paced: a client that resends at once comes back after the hold, not in a loop.
-            retry_after_s = getattr(exc, "retry_after_s", None) or request.app.state.retry_after_s
-            hold = min(getattr(request.app.state, "refusal_hold_s", 0.0), retry_after_s)
+            hold = min(getattr(request.app.state, "refusal_hold_s", 0.0), retry_after(request, exc))
             if hold > 0:
                 await asyncio.sleep(hold)
         return answer(request, exc)
