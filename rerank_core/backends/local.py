@@ -15,6 +15,7 @@ import abc
 import asyncio
 import logging
 import math
+import statistics
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -357,7 +358,7 @@ class LocalModelBackend(Backend):
                     started = time.perf_counter()
                     self._model_pass(features, len(items))
                     times.append(time.perf_counter() - started)
-            return sorted(times[2:])[len(times[2:]) // 2], padded
+            return statistics.median(times[2:]), padded
 
         one_s, one_tokens = timed([("a query", "a document")])
         long_document = " ".join(["a longer document of many words"] * 40)
