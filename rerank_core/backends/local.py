@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import functools
 import logging
 import math
 import statistics
@@ -134,17 +135,17 @@ class LocalModelBackend(Backend):
         )
         #: How ``answer`` scores the pairs it could not answer from the cache.
         self.pair_scorer: PairScorer = self.score_pairs_timed
-        # One forward pass at a time: CUDA streams are not safe to share between threads, and a
-        # second concurrent batch would only double peak memory.
+        # One torch forward pass at a time: CUDA streams are not safe to share between threads,
+        # and a second concurrent batch would only double peak memory.
         self._lock = threading.Lock()
-        # Every forward pass runs on this one thread. Torch keeps an OpenMP pool per calling
-        # thread, and idle pools spin against each other on a small CPU.
-        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-model")
         # Tokenizing runs beside the forward pass (tokenizers release the GIL); it builds numpy
         # arrays only, so this thread never starts an OpenMP pool of its own.
         self._prepare_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-pre")
-        #: Seconds spent in ``forward`` (the model's busy time).
+        #: Seconds during which a ``forward`` ran (the model's busy time).
         self.forward_s = 0.0
+        self._forwards = 0
+        self._busy_since = 0.0
+        self._busy_lock = threading.Lock()
 
     # The family's steps.
 
@@ -252,20 +253,49 @@ class LocalModelBackend(Backend):
             prepared.batches.append((items, self.collate(tokenized, items)))
         return prepared
 
+    @property
+    def streams(self) -> int:
+        """Forward passes the model runs at once: its runtime's streams (``streams`` in the
+        config), 1 for torch."""
+        return self.exported.streams if self.exported is not None else 1
+
+    @functools.cached_property
+    def _model_thread(self) -> ThreadPoolExecutor:
+        """Where ``forward`` runs: one thread, or one per stream so that the next request's
+        passes start while the last passes of this one finish. Torch keeps an OpenMP pool per
+        calling thread, and idle pools spin against each other on a small CPU: torch's passes all
+        run on this one thread."""
+        return ThreadPoolExecutor(max_workers=self.streams, thread_name_prefix=f"{self.name}-model")
+
+    @functools.cached_property
+    def _stream_threads(self) -> ThreadPoolExecutor:
+        """With more than one stream, the passes of a ``forward``, one thread per stream."""
+        return ThreadPoolExecutor(max_workers=self.streams, thread_name_prefix=f"{self.name}-pass")
+
     def forward(self, prepared: Prepared) -> list[float]:
-        """The second stage: raw scores of the prepared pairs, in their input order, one batch at a
-        time under the model lock and ``torch.inference_mode``. Blocking. A runtime failure of the
-        model (CUDA out of memory, a device error) raises ``BackendUnavailable``."""
+        """The second stage: raw scores of the prepared pairs, in their input order. Blocking.
+        With one stream, one batch at a time under the model lock and ``torch.inference_mode``;
+        with more, the batches spread over the streams. A runtime failure of the model (CUDA out
+        of memory, a device error) raises ``BackendUnavailable``."""
         if not prepared.pairs:
             return []
+        outputs: list[Any] = [None] * len(prepared.tokenized.lengths)
+        if self.streams > 1:
+            passes = self._stream_threads.map(self._pass, prepared.batches)
+        else:
+            with self._lock:
+                passes = [self._pass(batch) for batch in prepared.batches]
+        for items, outs in passes:
+            for i, output in zip(items, outs, strict=True):
+                outputs[i] = output
+        return self.pair_scores(prepared.tokenized, outputs)
+
+    def _pass(self, batch: tuple[list[int], Any]) -> tuple[list[int], Sequence[Any]]:
         import torch
 
-        outputs: list[Any] = [None] * len(prepared.tokenized.lengths)
-        with self._lock, torch.inference_mode():
-            for items, features in prepared.batches:
-                for i, output in zip(items, self._model_pass(features, len(items)), strict=True):
-                    outputs[i] = output
-        return self.pair_scores(prepared.tokenized, outputs)
+        items, features = batch
+        with torch.inference_mode():
+            return items, self._model_pass(features, len(items))
 
     def _model_pass(self, features: Any, size: int) -> Sequence[Any]:
         try:
@@ -287,17 +317,24 @@ class LocalModelBackend(Backend):
         )
 
     async def forward_async(self, prepared: Prepared) -> list[float]:
-        """``forward`` on the model's own thread; its time is added to ``forward_s``."""
+        """``forward`` on the model's thread; the time any forward runs is added to
+        ``forward_s``."""
         return await asyncio.get_running_loop().run_in_executor(
             self._model_thread, self._timed_forward, prepared
         )
 
     def _timed_forward(self, prepared: Prepared) -> list[float]:
-        started = time.perf_counter()
+        with self._busy_lock:
+            if not self._forwards:
+                self._busy_since = time.perf_counter()
+            self._forwards += 1
         try:
             return self.forward(prepared)
         finally:
-            self.forward_s += time.perf_counter() - started
+            with self._busy_lock:
+                self._forwards -= 1
+                if not self._forwards:
+                    self.forward_s += time.perf_counter() - self._busy_since
 
     async def score_pairs_async(self, pairs: Pairs) -> list[float]:
         """Raw scores of ``pairs``: ``prepare`` then ``forward``, each on its own thread."""

@@ -50,16 +50,22 @@ class ExportedModel:
     """An export loaded into its runtime: preprocessed features in, the traced output out.
 
     ``threads``: the runtime's intra-op threads (the same number torch uses in this process);
-    ``bf16``: OpenVINO computes in bfloat16 (``cpu_dtype``), else in float32. Not safe to call
-    from two threads at once; the backend's model lock serialises calls.
+    ``bf16``: OpenVINO computes in bfloat16 (``cpu_dtype``), else in float32; ``streams``:
+    OpenVINO's streams (None: its throughput hint chooses, 1: its latency hint). ``streams`` (1
+    with ONNX Runtime) calls may run at once, from as many threads: each OpenVINO call takes an
+    infer request of its own.
     """
 
-    def __init__(self, info: ExportInfo, threads: int, *, bf16: bool = False) -> None:
+    def __init__(
+        self, info: ExportInfo, threads: int, *, bf16: bool = False, streams: int | None = None
+    ) -> None:
         self.info = info
+        #: Calls that may run at once, each on its stream's share of ``threads``.
+        self.streams = 1
         if info.runtime == "onnx":
             self._run, names = self._load_onnx(info, threads)
         else:
-            self._run, names = self._load_openvino(info, threads, bf16)
+            self._run, names, self.streams = self._load_openvino(info, threads, bf16, streams)
         #: The inputs the loaded graph takes, read from the graph itself: an export built before
         #: its manifest recorded them may list a feature (token_type_ids) the graph dropped.
         self.input_names: tuple[str, ...] = tuple(names)
@@ -78,19 +84,39 @@ class ExportedModel:
         return (lambda feeds: session.run(None, feeds)[0]), names
 
     @staticmethod
-    def _load_openvino(info: ExportInfo, threads: int, bf16: bool) -> tuple[Any, list[str]]:
+    def _load_openvino(
+        info: ExportInfo, threads: int, bf16: bool, streams: int | None
+    ) -> tuple[Any, list[str], int]:
+        import queue
+
         import numpy as np
         import openvino
 
         # Always named: by default OpenVINO computes in bf16 on CPUs that have it, a precision
         # change only ``cpu_dtype: bfloat16`` asks for. The export itself stays float32.
         precision = "bf16" if bf16 else "f32"
-        properties = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision}
+        properties: dict[str, Any] = {
+            "INFERENCE_NUM_THREADS": threads,
+            "INFERENCE_PRECISION_HINT": precision,
+            "PERFORMANCE_HINT": "LATENCY" if streams == 1 else "THROUGHPUT",
+        }
+        if streams is not None and streams > 1:
+            properties["NUM_STREAMS"] = streams
         compiled = openvino.Core().compile_model(str(info.model_file), "CPU", properties)
-        request = compiled.create_infer_request()
-        names = [port.get_any_name() for port in compiled.inputs]
-        # The request reuses its output buffer: copy before the next call overwrites it.
-        return (lambda feeds: np.array(request.infer(feeds)[0], copy=True)), names
+        count = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for _ in range(count):
+            idle.put(compiled.create_infer_request())
+
+        def run(feeds: dict[str, Any]) -> Any:
+            request = idle.get()
+            try:
+                # The request reuses its output buffer: copy before its next call overwrites it.
+                return np.array(request.infer(feeds)[0], copy=True)
+            finally:
+                idle.put(request)
+
+        return run, [port.get_any_name() for port in compiled.inputs], count
 
     def __call__(self, features: Mapping[str, Any]) -> torch.Tensor:
         """The output for ``features``: numpy arrays (as the engine collates them) or CPU
@@ -131,7 +157,12 @@ def load_runtime(
         info = ensure_export(
             model, sample, output_key, config.runtime, config.quantization, directory, calibration
         )
-        return ExportedModel(info, torch.get_num_threads(), bf16=config.cpu_dtype == "bfloat16")
+        return ExportedModel(
+            info,
+            torch.get_num_threads(),
+            bf16=config.cpu_dtype == "bfloat16",
+            streams=config.streams,
+        )
     except (OSError, RuntimeError, ValueError) as exc:
         raise BackendUnavailable(
             f"cannot export {config.model!r} for {name} to {config.runtime}/{config.quantization} "

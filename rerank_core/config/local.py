@@ -111,6 +111,13 @@ class LocalModelConfig(StrictModel):
     runtime: Literal["torch", "onnx", "openvino"] = "torch"
     """Inference engine: "torch", or the model exported once to ONNX Runtime or OpenVINO
     (``rerank_core.backends.runtimes``; needs the ``onnx`` / ``openvino`` extra)."""
+    streams: int | None = Field(None, ge=1)
+    """Forward passes run at once, each on its share of the replica's threads (OpenVINO's
+    streams): while one pass waits for a thread the machine took elsewhere, the others go on.
+    None: OpenVINO's throughput hint chooses (2 streams of 1 thread on a 2-thread replica); torch
+    and ONNX Runtime run 1, every pass on all the threads. 1 with OpenVINO: its latency hint, the
+    least time for a lone request's single pass. More than 1 needs runtime "openvino", which gives
+    at most one stream a thread."""
     quantization: Literal["none", "int8", "int8-static"] = "none"
     """"int8": ONNX Runtime dynamic int8 quantization, or OpenVINO int8 weight compression.
     "int8-static" (openvino only): int8 weights and activations, the activations' ranges fixed
@@ -158,6 +165,8 @@ class LocalModelConfig(StrictModel):
             raise ValueError(
                 "cpu_dtype 'bfloat16' needs runtime 'torch' or 'openvino' with quantization 'none'"
             )
+        if self.streams not in (None, 1) and self.runtime != "openvino":
+            raise ValueError(f"streams {self.streams} needs runtime 'openvino', not {self.runtime!r}")
         if self.runtime != "torch" and self.device not in ("auto", "cpu"):
             raise ValueError(f"runtime {self.runtime!r} runs on CPU: device must be 'auto' or 'cpu'")
         return self
