@@ -14,6 +14,7 @@ from rerank_core.config import (
     LOCAL_TYPES,
     LocalModelConfig,
     ServiceConfig,
+    ServingConfig,
     is_local_path,
     load_app_args,
 )
@@ -37,6 +38,18 @@ def absolute_model_paths(service: ServiceConfig) -> ServiceConfig:
     return service.model_copy(update={"backends": backends})
 
 
+def replica_env(s: ServingConfig) -> dict[str, str]:
+    """A model replica's threads. Ray sets OMP_NUM_THREADS from num_cpus; torch must use what the
+    config says. On CPU the replica tokenizes on one thread of its own beside the model's: a
+    tokenizer thread pool would spin against the model's threads for the same cores. Beside a GPU
+    the replica's CPUs do little else, and one tokenizing thread would cap the replica's pairs/s
+    (docs/benchmarks.md): the tokenizer's pool gets the replica's CPUs."""
+    env = {"OMP_NUM_THREADS": str(s.resolved_torch_threads), "TOKENIZERS_PARALLELISM": "false"}
+    if s.num_gpus > 0:
+        env |= {"TOKENIZERS_PARALLELISM": "true", "RAYON_NUM_THREADS": str(max(1, int(s.num_cpus)))}
+    return env
+
+
 def model_deployment_options(name: str, cfg: LocalModelConfig) -> dict[str, Any]:
     """The Serve options of a local model's deployment, all from its ``serving`` block."""
     s = cfg.serving
@@ -46,15 +59,7 @@ def model_deployment_options(name: str, cfg: LocalModelConfig) -> dict[str, Any]
             "num_cpus": s.num_cpus,
             "num_gpus": s.num_gpus,
             "resources": s.resources,
-            # Ray sets OMP_NUM_THREADS from num_cpus; torch must use what the config says. The
-            # replica tokenizes on one thread of its own beside the model's: a tokenizer thread
-            # pool would spin against the model's threads for the same cores.
-            "runtime_env": {
-                "env_vars": {
-                    "OMP_NUM_THREADS": str(s.resolved_torch_threads),
-                    "TOKENIZERS_PARALLELISM": "false",
-                }
-            },
+            "runtime_env": {"env_vars": replica_env(s)},
         },
         "max_ongoing_requests": s.max_ongoing_requests,
         "max_queued_requests": s.max_queued_requests or -1,

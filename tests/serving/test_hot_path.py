@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import requests
 
+from deployments.app import model_deployment_options
 from rerank_core.backends.cross_encoder import CrossEncoderBackend
 from rerank_core.config import CrossEncoderConfig
 from tests.serving.conftest import FAKE_CO_KEY, ServedApp, settled_stats
@@ -261,3 +262,16 @@ def test_a_changed_model_does_not_answer_from_the_old_cache(hot: HotApp) -> None
         assert hot.stats("cached")["cache"]["hits"] == 0
     finally:
         serve.run(build_app({"service": hot.config}), name="hot", route_prefix="/hot")
+
+
+def test_a_replica_tokenizes_on_one_thread_on_cpu_and_on_its_cpus_beside_a_gpu() -> None:
+    def env(**serving: Any) -> dict[str, str]:
+        config = CrossEncoderConfig(model="m", serving=serving)
+        return model_deployment_options("m", config)["ray_actor_options"]["runtime_env"]["env_vars"]
+
+    assert env(num_cpus=2) == {"OMP_NUM_THREADS": "2", "TOKENIZERS_PARALLELISM": "false"}
+    assert env(num_cpus=4, num_gpus=1, torch_threads=1) == {
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "true",
+        "RAYON_NUM_THREADS": "4",
+    }
