@@ -16,12 +16,12 @@ from rerank_tools.benchmark.sitting import table
 #: The repository's docs/ (the lab is installed from a clone: lab/rerank_tools/benchmark/page.py).
 DOCS = Path(__file__).resolve().parents[3] / "docs"
 #: The sitting the page's side-by-side tables come from (``run_sitting.sh``'s sitting.json).
-SITTING = DOCS / "results" / "sitting-2026-12-06b.json"
+SITTING = DOCS / "results" / "sitting-2026-12-07.json"
 #: The service target compared with the peer, per model: the configuration a user would pick.
 SERVICE_FOR = {"near-free": "service-fast-haproxy", "bench": "service-fast-haproxy"}
 #: In-process throughput of each runtime on the benchmark model (``rerank-bench --runtimes``),
 #: measured on the same quiet machine right after the sitting.
-RUNTIMES = DOCS / "results" / "runtimes-2026-12-06b.jsonl"
+RUNTIMES = DOCS / "results" / "runtimes-2026-12-07.jsonl"
 #: Goodput under overload (``run_served.sh --overload``), serve_bench.yaml as shipped.
 OVERLOAD = DOCS / "results" / "overload-2026-12-06b.jsonl"
 #: The served target of each runtime in the sitting.
@@ -59,6 +59,40 @@ with `--url http://127.0.0.1:8000 --model default` (through `make run`):
 
 Serving does not change scores (`tests/serving/test_eval_service.py`). Each runtime's agreement
 with torch fp32 and its speed in-process: [choosing-a-reranker.md](choosing-a-reranker.md).
+"""
+
+DECISIONS = """\
+## Measured, and what lost
+
+Each a one-change A/B on this machine, the two sides alternated in one sitting (15 s cells,
+`benchmarks/serve_fast.yaml` with the service alone). Only the ratios count.
+
+**OpenVINO streams** (`streams`, shipped: left out, OpenVINO's throughput hint runs two passes at
+once of one thread each on a 2-thread replica). Against `streams: 1` (one pass on both threads),
+pairs/s:
+
+| model | 10 x C1 | 10 x C32 | 100 x C8 |
+|---|---|---|---|
+| bench, streams (default) | 99.0 (p50 98 ms) | 121.1 | 128.3 |
+| bench, `streams: 1` | 85.3 (p50 114 ms) | 90.8 | 109.7 |
+| near-free, streams (default) | 810 (p50 11.9 ms) | 2,140 | 4,079 |
+| near-free, `streams: 1` | 779 (p50 12.2 ms) | 1,614 | 3,258 |
+
+One pass on two threads waits for the slower thread, and on a shared machine one of them is often
+held up; with streams a held-up thread delays only its own pass. In-process (no neighbours) the
+streams gain about 5 %.
+
+**Where tokenizing runs** (kept: in the model replica, on its tokenizer thread). Tokenizing costs
+about 120 µs of CPU a pair (MiniLM's WordPiece, DL20 passages, the Rust core on one thread), next
+to about 160 µs for the near-free model's forward pass on this CPU. A prototype that tokenized in
+the Router and sent the token ids with the request (the replica then only looked them up) against
+the shipped replica, near-free model, two rounds: 10 x C32 -6 % and -1 %, 100 x C8 +3 % and +18 %:
+within this machine's noise, as the work only moves between processes on the same two cores. The
+upper bound (the replica given every pair's ids for free, no Router cost): +33 % to +79 %. So on a
+CPU node tokenizing stays where the engine's windows, cache and batches are; on a GPU node, where
+the replica's CPUs do little else, it runs on the tokenizer's pool of the replica's `num_cpus`
+threads (80 µs a pair on two threads against 134 on one), so one GPU's share of a node's cores
+keeps up with the model rather than one thread capping it.
 """
 
 
@@ -149,7 +183,7 @@ def render() -> str:
     )
     for model in models:
         parts += ["", table(rows, model), "", ratios(rows, model)]
-    parts += ["", runtimes_table(rows), "", overload_section(), "", QUALITY]
+    parts += ["", runtimes_table(rows), "", DECISIONS, overload_section(), "", QUALITY]
     return "\n".join(parts).rstrip("\n") + "\n"
 
 
