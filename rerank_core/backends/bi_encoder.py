@@ -16,7 +16,6 @@ from rerank_core.types import clamp01
 
 if TYPE_CHECKING:
     import numpy as np
-    import torch
     from sentence_transformers import SentenceTransformer
 
 
@@ -103,27 +102,30 @@ class BiEncoderBackend(LocalModelBackend):
             for key, rows in tokenized.columns.items()
         }
 
-    def forward_batch(self, features: Mapping[str, np.ndarray]) -> list[torch.Tensor]:
-        """Each text's normalised embedding."""
+    def forward_batch(self, features: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Each text's normalised embedding. Normalised in numpy, as the pair scores are: this may
+        run on one of OpenVINO's stream threads, where a torch op large enough to go parallel
+        would start an OpenMP pool of that thread's own."""
+        import numpy as np
         import torch
 
         if self.exported is not None:
-            embeddings = self.exported(features)
+            out = self.exported(features).float().numpy()
         else:
             inputs = {key: torch.from_numpy(value).to(self.device) for key, value in features.items()}
-            embeddings = self.model(inputs)["sentence_embedding"]
-        return list(torch.nn.functional.normalize(embeddings.float(), dim=-1).cpu())
+            out = self.model(inputs)["sentence_embedding"].float().cpu().numpy()
+        return list(out / np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), 1e-12))
 
     def pair_scores(self, tokenized: Tokenized, outputs: list[Any]) -> list[float]:
         """The cosine of each pair's query and document embeddings."""
-        import torch
+        import numpy as np
 
         if not tokenized.extra:
             return []
-        embeddings = torch.stack(outputs)
+        embeddings = np.stack(outputs)
         queries = embeddings[[q for q, _ in tokenized.extra]]
         documents = embeddings[[d for _, d in tokenized.extra]]
-        return (queries * documents).sum(dim=-1).tolist()
+        return (queries * documents).sum(axis=-1).tolist()
 
     def to_relevance(self, raw: float) -> float:
         return clamp01((raw + 1.0) / 2.0)
