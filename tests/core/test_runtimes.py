@@ -96,10 +96,15 @@ def test_each_runtime_ranks_the_tiny_model_as_torch_does(
         tiny_model_dir, runtime=runtime, quantization=quantization, export_cache_dir=str(tmp_path), **over
     )
     scores = backend.score_pairs(PAIRS)
-    assert per_query_order(scores) == per_query_order(torch_scores)
-    # fp32 runtimes reproduce torch's logits; int8 ones move them a little.
-    bound = 1e-4 if quantization == "none" else 0.25
-    assert max(abs(a - b) for a, b in zip(scores, torch_scores, strict=True)) < bound
+    diff = max(abs(a - b) for a, b in zip(scores, torch_scores, strict=True))
+    if quantization == "none":  # fp32 runtimes reproduce torch's logits, and so its order
+        assert per_query_order(scores) == per_query_order(torch_scores)
+        assert diff < 1e-4
+    else:
+        # int8 moves the logits a little: the relevant document stays first, while the tiny
+        # model's irrelevant ones, a few hundredths of a logit apart, may swap.
+        assert [order[0] for order in per_query_order(scores)] == [0] * len(EXAMPLES)
+        assert diff < 0.25, diff
 
 
 def test_the_export_is_built_once_then_reused_and_rebuilt_when_the_weights_change(
