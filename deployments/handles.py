@@ -1,5 +1,5 @@
-"""Backends the router holds besides the API backends of the core: a local model reached through
-its deployment's handle, and an API backend left disabled because its key is not set."""
+"""The backend the router holds besides those of the core: a local model reached through its
+deployment's handle."""
 
 from __future__ import annotations
 
@@ -69,16 +69,3 @@ class DeploymentBackend(Backend):
     async def stats(self) -> dict[str, Any]:
         """Batching statistics of this model, gathered from every running replica."""
         return dict(await self.handle.stats.remote())
-
-
-class DisabledBackend(Backend):
-    """An API backend whose key is not set: the chain skips it with a reason that says so."""
-
-    def __init__(self, name: str, key_env: str) -> None:
-        self.name = name
-        self.key_env = key_env
-
-    async def answer(self, request: RankRequest) -> Answer:
-        raise BackendUnavailable(
-            f"{self.name} is not enabled: {self.key_env} is not set", backend=self.name
-        )

@@ -25,14 +25,14 @@ from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
 from deployments.auth import require_json, require_key
-from deployments.handles import UNREACHABLE, DeploymentBackend, DisabledBackend
+from deployments.handles import UNREACHABLE, DeploymentBackend
 from deployments.http_errors import install_error_handlers, request_id
 from deployments.metrics import RouterMetrics
 from deployments.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from deployments.stats import config_digest, merge_replica_stats, open_board
 from deployments.timing import timing_headers
 from rerank_core.admission import model_queues
-from rerank_core.backends import Backend, build_backend
+from rerank_core.backends import Backend, DisabledBackend, build_enabled_backend
 from rerank_core.config import LOCAL_TYPES, load_config
 from rerank_core.errors import BackendTimeout, RerankError
 from rerank_core.fallback import CircuitBreaker, FallbackChain, build_chain
@@ -100,11 +100,10 @@ class Router:
         for name, cfg in self.service.backends.items():
             if cfg.type in LOCAL_TYPES:
                 self.backends[name] = DeploymentBackend(name, model_handles[name], self.queues[name])
-            elif cfg.api_key() is None:
-                self.backends[name] = DisabledBackend(name, cfg.api_key_env)
+                continue
+            self.backends[name] = build_enabled_backend(name, cfg)
+            if isinstance(self.backends[name], DisabledBackend):
                 log.warning("backend %s disabled: %s is not set", name, cfg.api_key_env)
-            else:
-                self.backends[name] = build_backend(name, cfg)
         self.breakers = {name: CircuitBreaker(self.service.breaker) for name in self.backends}
         self.chains: dict[str, FallbackChain] = {}
         #: Requests being answered now; a disconnected client's request leaves this at once.
@@ -283,6 +282,9 @@ class Router:
         backend = self.backends[name]
         breaker = self.breakers[name].state
         info: dict[str, Any] = {"type": self.service.backends[name].type, "breaker": breaker}
+        if breaker != "closed":
+            # Why it opened: a vendor's refusal of the key reads differently from a timeout.
+            info["breaker_reason"] = self.breakers[name].reason
         if isinstance(backend, DisabledBackend):
             info["state"] = "disabled"
             info["detail"] = f"{backend.key_env} is not set"

@@ -37,6 +37,12 @@ class ModelQueue:
     ``batch_pairs`` is the model's batch (``serving.max_batch_size``): a request is answered when
     its batch ends, and the requests that arrive after it share that batch, so up to one batch of
     company comes on top of the pairs ahead of it.
+
+    The rate is measured only while at least a batch of pairs is out (the model saturated): with
+    less, answers come back at the pace requests arrive, and pairs over busy time is a latency,
+    not what the model can do. Taken as a rate, a quiet moment's few pairs a second would stretch
+    every attempt deadline (a batch of company at that rate) far past the time a lost replica
+    should be given up after.
     """
 
     def __init__(
@@ -54,6 +60,8 @@ class ModelQueue:
         self._clock = clock
         #: Pairs sent and not answered yet (nor failed).
         self.pairs_ahead = 0
+        #: Pairs out from which the model counts as saturated, and the rate is measured.
+        self._saturated_pairs = max(1, batch_pairs)
         self._measured: float | None = None
         self._since = clock()
         self._window_busy_s = 0.0
@@ -98,7 +106,7 @@ class ModelQueue:
     @contextmanager
     def outstanding(self, n_pairs: int) -> Iterator[None]:
         """Count ``n_pairs`` as ahead of later requests while the block runs; if it ends without
-        an exception they count as answered in the rate."""
+        an exception, and the model was saturated, they count as answered in the rate."""
         self._tick()
         self.pairs_ahead += n_pairs
         answered = False
@@ -107,15 +115,19 @@ class ModelQueue:
             answered = True
         finally:
             self._tick()
-            self.pairs_ahead -= n_pairs
-            if answered:
+            if answered and self._saturated():
                 self._window_pairs += n_pairs
+            self.pairs_ahead -= n_pairs
             self._close_window()
 
+    def _saturated(self) -> bool:
+        return self.pairs_ahead >= self._saturated_pairs
+
     def _tick(self) -> None:
-        """Add the time since the last event to the window's busy time if pairs were out."""
+        """Add the time since the last event to the window's busy time if the model was
+        saturated."""
         now = self._clock()
-        if self.pairs_ahead > 0:
+        if self._saturated():
             self._window_busy_s += now - self._since
         self._since = now
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from rerank_core.backends import build_backend
+from rerank_core.backends import build_enabled_backend
 from rerank_core.config import BiEncoderConfig, ServiceConfig, load_app_args, load_config
 from rerank_core.errors import RerankError
 from rerank_core.fallback import CircuitBreaker, build_chain
@@ -34,9 +34,10 @@ def service_from_file(path: Path) -> ServiceConfig:
 async def rerank_with(
     service: ServiceConfig, model: str | None, query: str, documents: list[str], top_n: int | None
 ) -> RankedResult:
-    """Rerank through the chain ``model`` selects, building only the backends it names."""
+    """Rerank through the chain ``model`` selects, building only the backends it names; an API
+    backend without its key is skipped, as the service skips it."""
     _, route = service.resolve_route(model)
-    backends = {name: build_backend(name, service.backends[name]) for name in route.backends}
+    backends = {name: build_enabled_backend(name, service.backends[name]) for name in route.backends}
     breakers = {name: CircuitBreaker(service.breaker) for name in route.backends}
     try:
         return await build_chain(route, backends, breakers).rerank(query, documents, top_n)

@@ -118,6 +118,12 @@ class BackendAuthError(BackendError):
     code = "backend_auth_failed"
 
 
+class BackendDisabled(BackendError):
+    """An API backend whose key is not set: it was left off when the service started."""
+
+    code = "backend_disabled"
+
+
 class AllBackendsFailed(RerankError):
     """Every backend of a route failed and the route forbids the degraded last resort."""
 

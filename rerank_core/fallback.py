@@ -1,8 +1,11 @@
 """A route's fallback chain: backends in order, deadlines, bounded retries, circuit breakers.
 
-Plain Python over the ``Backend`` interface, so it is tested without Ray. Only retryable
-``BackendError``s (timeout, rate limit, unavailable) are retried or fallen back from; a bad request or
-an authentication failure goes to the caller, since another backend would not make it right.
+Plain Python over the ``Backend`` interface, so it is tested without Ray. Every ``BackendError``
+falls back to the next backend: the retryable ones (timeout, rate limit, unavailable) after the
+member's retries, the others (a vendor's refusal of this service's credentials, or of a request
+over the vendor's own limits) at once, since the same call would fail the same way again. Only the
+caller's own bad input stops a route, and that is an ``InvalidRequest`` raised before any backend
+is asked, not a ``BackendError``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from rerank_core.backends.base import Backend
 from rerank_core.config import BreakerConfig, RouteConfig
 from rerank_core.errors import (
     AllBackendsFailed,
+    BackendAuthError,
     BackendError,
     BackendRateLimited,
     BackendTimeout,
@@ -39,8 +43,9 @@ LAST_RESORT = "original_order"
 
 
 class CircuitBreaker:
-    """Closed; open after ``failures`` consecutive failures; after ``reset_s`` one probe is let in
-    (half-open): its success closes the breaker, its failure opens it again."""
+    """Closed; open after ``failures`` consecutive failures, or at once when the backend refuses
+    this service's credentials; after ``reset_s`` one probe is let in (half-open): its success
+    closes the breaker, its failure opens it again. ``reason`` says why it last opened."""
 
     def __init__(self, config: BreakerConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
@@ -48,6 +53,8 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._probing = False
+        #: Why the breaker last opened (None while closed).
+        self.reason: str | None = None
 
     @property
     def state(self) -> str:
@@ -72,17 +79,25 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = None
         self._probing = False
+        self.reason = None
 
     def record_refusal(self) -> None:
         """The backend refused for overload: it is up, so this neither counts as a failure nor
         closes the breaker; a half-open probe may be let in again."""
         self._probing = False
 
-    def record_failure(self) -> None:
+    def record_failure(self, reason: str) -> None:
         self._probing = False
         self._failures += 1
         if self._opened_at is not None or self._failures >= self.config.failures:
-            self._opened_at = self._clock()
+            self.open(reason)
+
+    def open(self, reason: str) -> None:
+        """Open now, whatever the count: a backend that refused this service's credentials
+        would refuse every request until its key is changed."""
+        self._probing = False
+        self._opened_at = self._clock()
+        self.reason = reason
 
 
 @dataclass
@@ -145,15 +160,19 @@ class FallbackChain:
             try:
                 answer = await self._attempt(member, request)
             except BackendError as exc:
-                if not exc.retryable:
-                    member.breaker.record_success()  # the backend is up; the request was the problem
-                    raise
-                if isinstance(exc, BackendRateLimited):
+                reason = f"{exc.code}: {exc.message}"
+                if isinstance(exc, BackendAuthError):
+                    member.breaker.open(reason)
+                elif isinstance(exc, BackendRateLimited):
                     member.breaker.record_refusal()
                     refusals.append(exc)
+                elif exc.retryable:
+                    member.breaker.record_failure(reason)
                 else:
-                    member.breaker.record_failure()
-                skipped.append(Skip(name, f"{exc.code}: {exc.message}"))
+                    # The backend is up and refused this request for its own limits (too many
+                    # documents, too long a query): no sign of a failing backend.
+                    member.breaker.record_refusal()
+                skipped.append(Skip(name, reason))
                 log.warning("backend %s failed (%s); trying the next", name, exc.code)
                 continue
             member.breaker.record_success()
@@ -183,6 +202,7 @@ class FallbackChain:
         )
 
     async def _attempt(self, member: ChainMember, request: RankRequest) -> Answer:
+        """The member's answer, retrying retryable errors; a non-retryable one is raised at once."""
         name = member.backend.name
         for attempt in range(member.retries + 1):
             deadline = member.deadline

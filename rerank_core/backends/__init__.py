@@ -5,8 +5,9 @@ from __future__ import annotations
 import importlib
 
 from rerank_core.backends.base import Backend
+from rerank_core.backends.disabled import DisabledBackend
 from rerank_core.backends.local import LocalModelBackend
-from rerank_core.config import BackendConfig
+from rerank_core.config import LOCAL_TYPES, BackendConfig
 
 _CLASSES: dict[str, tuple[str, str]] = {
     "cross_encoder": ("rerank_core.backends.cross_encoder", "CrossEncoderBackend"),
@@ -29,4 +30,12 @@ def build_backend(name: str, config: BackendConfig) -> Backend:
     return backend
 
 
-__all__ = ["Backend", "LocalModelBackend", "build_backend"]
+def build_enabled_backend(name: str, config: BackendConfig) -> Backend:
+    """``build_backend``, except that an API backend whose key is not set is a
+    ``DisabledBackend``: the service and the CLI skip it the same way in every route."""
+    if config.type not in LOCAL_TYPES and config.api_key() is None:
+        return DisabledBackend(name, config.api_key_env)
+    return build_backend(name, config)
+
+
+__all__ = ["Backend", "DisabledBackend", "LocalModelBackend", "build_backend", "build_enabled_backend"]

@@ -92,3 +92,17 @@ def test_every_local_model_gets_a_queue_held_against_the_request_deadline() -> N
     queues = model_queues(service)
     assert set(queues) == {"m"}
     assert queues["m"].assumed_pairs_per_s == 40 and queues["m"].deadline_s == 12
+
+
+def test_the_rate_is_measured_only_while_a_batch_is_out() -> None:
+    clock = FakeClock()
+    queue = ModelQueue("m", 50.0, deadline_s=60.0, clock=clock, batch_pairs=64)
+    # A quiet moment: one 3-pair request at a time, each answered in 0.1 s (30 pairs/s of
+    # latency, not of capacity): nothing is measured, the assumed rate holds.
+    for _ in range(100):
+        answer(queue, clock, 3, 0.1)
+    assert queue.pairs_per_s == 50.0
+    # Saturated: 128 pairs out at a time, answered at 200 pairs/s.
+    for _ in range(4):
+        answer(queue, clock, 128, 0.64)
+    assert queue.pairs_per_s == pytest.approx(200.0)

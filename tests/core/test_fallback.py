@@ -15,6 +15,7 @@ from rerank_core.errors import (
     BackendError,
     BackendRateLimited,
     BackendUnavailable,
+    InvalidRequest,
 )
 from rerank_core.fallback import LAST_RESORT, ChainMember, CircuitBreaker, FallbackChain
 from rerank_core.types import Answer, RankRequest, Scored, top_n_of
@@ -103,14 +104,62 @@ async def test_retryable_failure_falls_back(error: BackendError | float) -> None
     }
 
 
-@pytest.mark.parametrize("error", [BackendBadRequest("400"), BackendAuthError("401")])
-async def test_non_retryable_error_reaches_the_caller(error: BackendError) -> None:
-    bad = ScriptedBackend("bad", [error])
+@pytest.mark.parametrize(
+    "error",
+    [
+        BackendBadRequest("cohere answered 400: too many documents", backend="bad"),
+        BackendAuthError("bad rejected the credentials (401)", backend="bad"),
+        BackendAuthError("bad rejected the credentials (403)", backend="bad"),
+    ],
+)
+async def test_a_vendor_refusal_falls_back_at_once_without_retries(error: BackendError) -> None:
+    bad = ScriptedBackend("bad", [error] * 4)
     good = ScriptedBackend("good")
     chain = FallbackChain([member(bad, retries=3), member(good)], sleep=no_sleep)
-    with pytest.raises(type(error)):
+    result = await chain.rerank("q", DOCS)
+    assert result.backend == "good" and result.fallback and not result.degraded
+    assert bad.calls == 1, "the same call would be refused again: no retry"
+    assert result.skipped[0].reason == f"{error.code}: {error.message}"
+
+
+async def test_an_auth_refusal_opens_the_breaker_at_once_with_its_reason() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(BreakerConfig(failures=5, reset_s=30), clock=clock)
+    revoked = ScriptedBackend("api", [BackendAuthError("api rejected the credentials (401)")])
+    good = ScriptedBackend("local")
+    chain = FallbackChain([member(revoked, breaker, retries=0), member(good)], sleep=no_sleep)
+    assert (await chain.rerank("q", DOCS)).backend == "local"
+    assert breaker.state == "open"
+    assert breaker.reason == "backend_auth_failed: api rejected the credentials (401)"
+    assert (await chain.rerank("q", DOCS)).skipped[0].reason == "circuit breaker open"
+    assert revoked.calls == 1
+    clock.now += 31
+    assert (await chain.rerank("q", DOCS)).backend == "api", "a fixed key closes it on the probe"
+    assert breaker.state == "closed" and breaker.reason is None
+
+
+async def test_a_vendor_bad_request_does_not_count_against_the_breaker() -> None:
+    breaker = CircuitBreaker(BreakerConfig(failures=1, reset_s=30), clock=FakeClock())
+    picky = ScriptedBackend("api", [BackendBadRequest("api answered 400")] * 3)
+    chain = FallbackChain(
+        [member(picky, breaker, retries=0), member(ScriptedBackend("local"))], sleep=no_sleep
+    )
+    for _ in range(3):
+        assert (await chain.rerank("q", DOCS)).backend == "local"
+    assert breaker.state == "closed" and picky.calls == 3
+
+
+async def test_the_callers_bad_input_stops_the_route() -> None:
+    class Picky(ScriptedBackend):
+        async def answer(self, request: RankRequest) -> Answer:
+            self.calls += 1
+            raise InvalidRequest("documents[0] is too long", field="documents[0]")
+
+    picky, good = Picky("picky"), ScriptedBackend("good")
+    chain = FallbackChain([member(picky, retries=2), member(good)], sleep=no_sleep)
+    with pytest.raises(InvalidRequest):
         await chain.rerank("q", DOCS)
-    assert bad.calls == 1 and good.calls == 0
+    assert picky.calls == 1 and good.calls == 0
 
 
 async def test_last_resort_keeps_original_order_marked_degraded() -> None:
@@ -162,7 +211,7 @@ async def test_failed_probe_reopens_breaker() -> None:
     assert breaker.state == "open"
     clock.now += 6
     assert breaker.allow() is True and breaker.allow() is False, "one probe at a time"
-    breaker.record_failure()
+    breaker.record_failure("backend_unavailable: x")
     assert breaker.state == "open"
 
 
