@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                     "backend": result.backend,
                     "fallback": result.fallback,
                     "degraded": result.degraded,
+                    "skipped": [{"backend": s.backend, "reason": s.reason} for s in result.skipped],
                     "results": [
                         {"index": s.index, "score": s.score, "document": args.documents[s.index]}
                         for s in result.results

@@ -1,8 +1,12 @@
 """Run the service as production runs it: the repository's own serve_config.yaml (its defaults) on a
 multi-node Ray cluster on 127.0.0.1 whose GCS is kept in Redis, deployed with ``serve deploy
---address <dashboard>``; then the head's GCS killed under load and brought back from Redis, a worker
-node lost under load, a node rejoining, a batch-settings change and a rolling model update. Prints
-what each step proved; exits 1 on the first thing that does not hold. ``make cluster-demo`` runs it.
+--address <dashboard>``; then a worker node lost (its raylet SIGKILLed) under open-loop load, a node
+rejoining, the head's GCS killed under load and brought back from Redis, a worker lost again after
+that restart, a batch-settings change and a rolling model update. Prints what each step proved;
+exits 1 on the first thing that does not hold. ``make cluster-demo`` runs it.
+
+A node is lost under the load the world sends: independent requests at a fixed rate, each on a
+connection of its own (``OpenLoad``), so dozens are waiting on the node when it dies.
 
 The layout: a head node with 1 CPU and the custom resource ``head_node``, where the GCS, the Serve
 controller, the only proxy (``proxy_location: HeadOnly``) and the Router live, so losing a worker
@@ -31,8 +35,8 @@ from typing import Any
 import requests
 import yaml
 
-from rerank_tools.benchmark.loadgen import Load, Outcome
-from rerank_tools.cluster import LocalCluster, RedisServer, free_port
+from rerank_tools.benchmark.loadgen import Load, OpenLoad, Outcome
+from rerank_tools.cluster import LocalCluster, Node, RedisServer, free_port
 
 #: The repository root (the lab is installed from a clone: lab/rerank_tools/cluster_demo.py).
 REPO = Path(__file__).resolve().parents[2]
@@ -47,6 +51,10 @@ MODEL_RESOURCES = {"model_node": 1}
 FAULT_BOUND_S = 15.0
 #: Seconds the GCS stays down under load before it is started again.
 GCS_DOWN_S = 5.0
+#: The open-loop load a node is lost under: requests a second, and how many (12 s of them, the
+#: node lost 2 s in).
+NODE_LOSS_RATE = 8.0
+NODE_LOSS_REQUESTS = 96
 QUERY = "how do plants make food"
 DOCUMENTS = [
     "The stock market fell on Monday.",
@@ -146,6 +154,24 @@ class ServiceOnCluster:
     def load(self, clients: int = 6) -> Load:
         """Closed-loop load on /rerank; a context manager."""
         return Load(self.url + "/rerank", self.body, clients=clients)
+
+    def lose_worker(self, worker: Node, say: Callable[[str], None]) -> str:
+        """The worker's raylet SIGKILLed 2 s into an open-loop load on /rerank; what its requests
+        got (``check_outcomes``: each answered within ``FAULT_BOUND_S``) and how many were
+        waiting 1.5 s after the kill."""
+        order = self.order()
+        with OpenLoad(
+            self.url + "/rerank", self.body, NODE_LOSS_RATE, NODE_LOSS_REQUESTS, FAULT_BOUND_S + 5
+        ) as load:
+            time.sleep(2)
+            pid = self.cluster.kill_raylet(worker)
+            say(f"killed the worker's raylet (pid {pid}) under open-loop load")
+            time.sleep(1.5)
+            waiting = load.in_flight()
+        outcomes = check_outcomes(
+            "worker lost", load.outcomes, order, {429, 503}, FAULT_BOUND_S, degraded_ok=True
+        )
+        return f"{waiting} requests waiting 1.5 s after the kill; {outcomes}"
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout_s: float) -> float:
@@ -272,6 +298,19 @@ def _run_steps(
         raise DemoFailure("/health is not 200")
     prove(f"/health 200 and /rerank 200 over HTTP, order {order}")
 
+    prove("worker lost (raylet SIGKILLed, no GCS restart before it): " + service.lose_worker(worker, say))
+
+    def rejoin(name: str) -> Node:
+        node = cluster.add_worker(name, 2, {"model_node": 2})
+        took = wait_for("whole again after a worker joined", lambda: service.running()
+                        and len(service.replicas(deployment)) == len(model_at)
+                        and all(service.order() == order for _ in range(10)), 180)  # fmt: skip
+        prove(f"a new worker ({name}) joined: whole again {took:.0f} s later, without a redeploy")
+        return node
+
+    worker = rejoin("worker-2")
+    model_at = service.replicas(deployment)
+
     with service.load() as load:
         time.sleep(2)
         killed = cluster.kill_gcs(head)
@@ -290,19 +329,8 @@ def _run_steps(
     prove(f"GCS back from Redis: both nodes alive, the same replicas, application RUNNING "
           f"{time.monotonic() - back:.0f} s after its restart")  # fmt: skip
 
-    with service.load() as load:
-        time.sleep(2)
-        pid = cluster.kill_raylet(worker)
-        say(f"killed the worker's raylet (pid {pid}) under load")
-        time.sleep(10)
-    prove("worker lost under load after the GCS restart: " + check_outcomes(
-        "worker lost", load.outcomes, order, {429, 503}, FAULT_BOUND_S, degraded_ok=True))  # fmt: skip
-
-    cluster.add_worker("worker-2", 2, {"model_node": 2})
-    took = wait_for("whole again after a worker joined", lambda: service.running()
-                    and len(service.replicas(deployment)) == len(model_at)
-                    and all(service.order() == order for _ in range(10)), 180)  # fmt: skip
-    prove(f"a new worker joined: whole again {took:.0f} s later, without a redeploy")
+    prove("worker lost after the GCS restart: " + service.lose_worker(worker, say))
+    rejoin("worker-3")
 
     before = service.replicas(deployment)
     batch = {"max_batch_size": 7, "batch_wait_timeout_s": 0.02}

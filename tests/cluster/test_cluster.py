@@ -38,6 +38,6 @@ def test_shipped_config_survives_a_lost_gcs_a_lost_node_and_updates() -> None:
     temp_dir = Path(tempfile.mkdtemp(prefix="rrc-test-"))
     proved = run_demo(temp_dir=temp_dir)
     print("\n".join(["", *proved]))
-    assert len(proved) == 9
+    assert len(proved) == 11
     # Nothing of the cluster, nor its Redis, is left running.
     assert processes_of(temp_dir) == []

@@ -55,6 +55,8 @@ class ServedApp:
     cohere_bad: CohereStub
     cohere_flaky: CohereStub
     jina_slow: JinaStub
+    #: A vendor the fallback tests set to refuse (401, 403, 400, ...).
+    cohere_refusing: CohereStub
     config: dict[str, Any]
 
     def post(self, path: str, body: Any, **kw: Any) -> requests.Response:
@@ -146,6 +148,7 @@ def service_config(
     jina_slow: str,
     co_flaky: str,
     co_401: str,
+    co_refusing: str,
 ) -> dict[str, Any]:
     (secrets / "co").write_text(FAKE_CO_KEY)
     (secrets / "jina").write_text(FAKE_JINA_KEY)
@@ -174,6 +177,9 @@ def service_config(
             "victim": {"type": "cross_encoder", "model": str(tiny), "serving": serving()},
             "co_flaky": {"type": "cohere", "base_url": co_flaky, "api_key_file": co_key, "timeout_s": 5},
             "co_401": {"type": "cohere", "base_url": co_401, "api_key_file": co_key, "timeout_s": 5},
+            "co_refusing": {
+                "type": "cohere", "base_url": co_refusing, "api_key_file": co_key, "timeout_s": 5,
+            },
         },
         "routes": {
             "default": {"backends": ["tiny"]},
@@ -186,6 +192,8 @@ def service_config(
             "victim-route": {"backends": ["victim", "minilm"], "timeout_s": 5, "retries": 1},
             "flaky-api": {"backends": ["co_flaky", "tiny"], "timeout_s": 0.5, "retries": 1},
             "auth-fail": {"backends": ["co_401", "tiny"]},
+            "refusing": {"backends": ["co_refusing", "tiny"], "retries": 2},
+            "keyless": {"backends": ["voyage_off", "tiny"]},
             "slow-api": {"backends": ["jina_slow"], "timeout_s": 20, "retries": 0},
         },
         "breaker": {"failures": 5, "reset_s": 2},
@@ -216,6 +224,7 @@ def app(
         CohereStub(api_key=FAKE_CO_KEY, behaviour="500") as co_bad,
         CohereStub(api_key=FAKE_CO_KEY) as co_flaky,
         CohereStub(api_key="a-key-we-do-not-have") as co_401,
+        CohereStub(api_key=FAKE_CO_KEY) as co_refusing,
         JinaStub(api_key=FAKE_JINA_KEY, behaviour="slow", slow_s=5) as jina_slow,
     ):
         config = service_config(
@@ -226,9 +235,10 @@ def app(
             jina_slow=jina_slow.base_url,
             co_flaky=co_flaky.base_url,
             co_401=co_401.base_url,
+            co_refusing=co_refusing.base_url,
         )
         serve.run(build_app({"service": config}), name="rerank", route_prefix="/")
         yield ServedApp(
-            f"http://127.0.0.1:{ray_serve}", co_ok, co_bad, co_flaky, jina_slow, config
+            f"http://127.0.0.1:{ray_serve}", co_ok, co_bad, co_flaky, jina_slow, config, co_refusing
         )
         serve.delete("rerank")

@@ -3,6 +3,7 @@ and secrets that never leak whatever fails."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from tests.serving.conftest import FAKE_CO_KEY, FAKE_JINA_KEY, RAY_LOGS, ServedApp
 from tests.tiny_models import EXAMPLES
@@ -103,11 +105,71 @@ def test_killed_replica_is_replaced_and_no_request_hangs_or_misorders(app: Serve
     assert again["backend"] == "victim" and again["results"][0]["index"] == RELEVANT
 
 
-def test_vendor_rejecting_our_key_is_a_424_without_the_key(app: ServedApp) -> None:
+def test_vendor_rejecting_our_key_falls_back_without_the_key(app: ServedApp) -> None:
     resp = app.post("/rerank", {"query": "q", "documents": DOCS, "model": "auth-fail"})
-    assert resp.status_code == 424
-    assert resp.json()["error"]["type"] == "backend_auth_failed"
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["backend"] == "tiny" and body["fallback"] is True and not body["degraded"]
+    assert body["skipped"][0]["reason"].startswith("backend_auth_failed")
     assert FAKE_CO_KEY not in resp.text
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "code"),
+    [
+        ("401", None, "backend_auth_failed"),
+        ("403", None, "backend_auth_failed"),
+        ("400", "too many documents", "backend_bad_request"),
+    ],
+)
+def test_a_vendor_refusal_falls_back_to_the_next_backend(
+    app: ServedApp, status: str, message: str | None, code: str
+) -> None:
+    stub = app.cohere_refusing
+    stub.reset()
+    stub.set_behaviour(status, error_message=message)
+    try:
+        resp = app.post("/rerank", {"query": EX.query, "documents": DOCS, "model": "refusing"})
+        health = app.get("/health").json()["backends"]["co_refusing"]
+    finally:
+        stub.set_behaviour("ok")
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["backend"] == "tiny" and body["fallback"] is True and not body["degraded"]
+    assert body["results"][0]["index"] == RELEVANT
+    (skip,) = body["skipped"]
+    assert skip["backend"] == "co_refusing" and skip["reason"].startswith(code)
+    assert stub.calls == 1, "a refusal is not retried: the same call would be refused again"
+    if code == "backend_auth_failed":
+        # The refused key opens the backend's breaker at once, and /health says why.
+        assert health["breaker"] == "open" and health["state"] == "degraded"
+        reason = f"backend_auth_failed: co_refusing rejected the credentials ({status})"
+        assert health["breaker_reason"].startswith(reason)
+        # The breaker's reset (2 s here) lets a probe through; the fixed vendor closes it.
+        time.sleep(2.1)
+        probe = app.post("/rerank", {"query": "q", "documents": DOCS, "model": "refusing"}).json()
+        assert probe["backend"] == "co_refusing" and not probe["fallback"]
+    else:
+        assert health["breaker"] == "closed", "a vendor's limit is no sign of a failing backend"
+    assert FAKE_CO_KEY not in resp.text + str(health)
+
+
+def test_the_cli_answers_a_route_as_the_service_does_without_keys(
+    app: ServedApp, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rerank_core.cli import main
+
+    served = app.post("/rerank", {"query": EX.query, "documents": DOCS, "model": "keyless"}).json()
+    config = tmp_path / "service.yaml"
+    config.write_text(yaml.safe_dump(app.config))
+    assert main([EX.query, *DOCS, "--config", str(config), "--model", "keyless", "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    assert cli["backend"] == served["backend"] == "tiny"
+    assert cli["fallback"] is served["fallback"] is True and not cli["degraded"]
+    assert cli["skipped"] == served["skipped"]
+    assert [r["index"] for r in cli["results"]] == [r["index"] for r in served["results"]]
+    scores = [r["score"] for r in served["results"]]
+    assert [r["score"] for r in cli["results"]] == pytest.approx(scores, abs=1e-5)
 
 
 def ray_log_files() -> list[Path]:

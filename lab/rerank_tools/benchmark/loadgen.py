@@ -9,7 +9,9 @@ Two ways to use it:
   raw ``Tally``, which loops in several client processes add up (``rerank_tools.gpu_check``).
 - ``Load`` records: one fixed body sent from a background thread while a ``with`` block does
   something else (kills a node, waits for autoscaling), every request's ``Outcome`` (HTTP status,
-  order of the results, degraded or not) kept as it finishes.
+  order of the results, degraded or not) kept as it finishes. ``OpenLoad`` does the same as the
+  world loads a service (open loop): independent requests at a fixed rate, each on a connection
+  of its own, however many are still waiting for their answers.
 
 Traffic is sampled from a candidates JSONL (trec-dl20): a request is a query with its own BM25
 candidates, topped up from other queries' passages when it asks for more documents than a query has.
@@ -380,6 +382,28 @@ class Outcome:
     degraded: bool = False
 
 
+async def post_outcome(http: httpx.AsyncClient, url: str, body: dict[str, Any]) -> Outcome:
+    """``body`` posted to ``url`` through ``http``, as an ``Outcome``; a client time-out or a
+    connection failure is an outcome with status None, never an exception."""
+    started = time.monotonic()
+    status: int | None = None
+    order: list[int] | None = None
+    detail: str | None = None
+    degraded = False
+    try:
+        resp = await http.post(url, json=body)
+        status = resp.status_code
+        if status == 200:
+            answer = resp.json()
+            order = [r["index"] for r in answer["results"]]
+            degraded = bool(answer.get("degraded", False))
+        else:
+            detail = resp.text[:200]
+    except httpx.HTTPError as exc:
+        detail = type(exc).__name__
+    return Outcome(started, time.monotonic() - started, status, order, detail, degraded)
+
+
 class Load:
     """``clients`` closed-loop clients sending ``body`` to ``url`` while the context is open, from
     an event loop in a background thread; ``outcomes`` holds every request's ``Outcome`` in the
@@ -404,23 +428,7 @@ class Load:
 
     async def _send(self) -> None:
         assert self._http is not None
-        started = time.monotonic()
-        status: int | None = None
-        order: list[int] | None = None
-        detail: str | None = None
-        degraded = False
-        try:
-            resp = await self._http.post(self.url, json=self.body)
-            status = resp.status_code
-            if status == 200:
-                answer = resp.json()
-                order = [r["index"] for r in answer["results"]]
-                degraded = bool(answer.get("degraded", False))
-            else:
-                detail = resp.text[:200]
-        except httpx.HTTPError as exc:
-            detail = type(exc).__name__
-        outcome = Outcome(started, time.monotonic() - started, status, order, detail, degraded)
+        outcome = await post_outcome(self._http, self.url, self.body)
         with self._lock:
             self.outcomes.append(outcome)
 
@@ -456,3 +464,51 @@ class Load:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+
+class OpenLoad:
+    """``count`` requests of ``body`` sent to ``url`` at ``rate`` a second from a background
+    thread, each on a new connection and none waiting for another (open loop), while the ``with``
+    block does something else; ``outcomes`` holds each one's ``Outcome`` as it finishes, and
+    leaving the block waits for the last answer (or its client time-out, ``timeout_s``)."""
+
+    def __init__(
+        self, url: str, body: dict[str, Any], rate: float, count: int, timeout_s: float = 30.0
+    ) -> None:
+        if rate <= 0 or count < 1:
+            raise ValueError("an open-loop load needs a positive rate and at least one request")
+        self.url = check_loopback(url)
+        self.body = body
+        self.rate = rate
+        self.count = count
+        self.timeout_s = timeout_s
+        self.outcomes: list[Outcome] = []
+        #: Monotonic time of the first request.
+        self.started = 0.0
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), name="open-load")
+
+    async def _one(self, index: int) -> None:
+        await asyncio.sleep(max(0.0, self.started + index / self.rate - time.monotonic()))
+        # A client of its own: a new connection, as independent clients make.
+        async with httpx.AsyncClient(timeout=self.timeout_s) as http:
+            outcome = await post_outcome(http, self.url, self.body)
+        with self._lock:
+            self.outcomes.append(outcome)
+
+    async def _run(self) -> None:
+        self.started = time.monotonic()
+        await asyncio.gather(*(self._one(i) for i in range(self.count)))
+
+    def in_flight(self) -> int:
+        """Requests sent and not yet answered (nor timed out)."""
+        sent = min(self.count, int((time.monotonic() - self.started) * self.rate) + 1)
+        with self._lock:
+            return sent - len(self.outcomes)
+
+    def __enter__(self) -> OpenLoad:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._thread.join()
