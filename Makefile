@@ -76,7 +76,8 @@ $(VENV)/.torch: $(VENV)/.torch-spec | $(PY)
 	$(PY) -m pip uninstall -qq -y torch
 	@index="$(TORCH_INDEX)"; \
 	if [ -n "$$index" ] && ! $(PY) -c "import urllib.request as r; r.urlopen('$$index/torch/', timeout=15)" 2>/dev/null; then \
-		echo "$$index cannot be reached: torch from the default index (on Linux, a CUDA build)"; index=; \
+		echo "$$index cannot be reached: torch from the default index (on Linux, a CUDA build;" \
+			"to try the CPU index again later: rm $@ && make setup)"; index=; \
 	fi; \
 	set -x; $(PY) -m pip install -q "$(TORCH_SPEC)" $${index:+--index-url "$$index"}
 	touch $@
