@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -16,16 +17,35 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("RERANK_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+def skip_where_absent(reason: str) -> NoReturn:
+    """Skip a test whose input is absent (a user's own clone or machine); with
+    ``RERANK_REQUIRE_SHARED=1`` (set by ``.ci/run``) the absence is a failure instead."""
+    if os.environ.get("RERANK_REQUIRE_SHARED") == "1":
+        pytest.fail(reason + " (RERANK_REQUIRE_SHARED=1)")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` (the relevance benchmarks). Skips where it is absent (a user's own clone);
     with ``RERANK_REQUIRE_SHARED=1`` (set by ``.ci/run``) its absence is a failure instead."""
     if not (SHARED_DATA / "README.md").is_file():
-        reason = f"shared relevance data not found at {SHARED_DATA}"
-        if os.environ.get("RERANK_REQUIRE_SHARED") == "1":
-            pytest.fail(reason + " (RERANK_REQUIRE_SHARED=1)")
-        pytest.skip(reason)
+        skip_where_absent(f"shared relevance data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Path:
+    """The ``redis-server`` binary, with the ``redis-cli`` beside it (Debian's redis-server package,
+    which ``make test`` installs where apt-get can). Skips where it is absent; with
+    ``RERANK_REQUIRE_SHARED=1`` (set by ``.ci/run``) its absence is a failure instead."""
+    found = shutil.which("redis-server")
+    if found is None or not Path(found).with_name("redis-cli").is_file():
+        skip_where_absent(
+            "redis-server (and redis-cli beside it) not found on PATH: on Debian, "
+            "apt-get install redis-server"
+        )
+    return Path(found)
 
 
 @pytest.fixture(scope="session")

@@ -105,10 +105,11 @@ def _ray_cli() -> str:
 
 
 def redis_server_cli() -> str:
-    """The ``redis-server`` binary (Debian's package, which ``make setup`` installs)."""
+    """The ``redis-server`` binary (Debian's package, which ``make test`` and ``make cluster-demo``
+    install where apt-get can)."""
     found = shutil.which("redis-server")
     if found is None:
-        raise RuntimeError("redis-server is not installed: run `make setup` (apt-get install redis-server)")
+        raise RuntimeError("redis-server is not installed: on Debian, apt-get install redis-server")
     return found
 
 

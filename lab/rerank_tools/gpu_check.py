@@ -16,8 +16,8 @@ Run through ``scripts/gpu_check.sh`` on a machine with an NVIDIA GPU (about thre
 6. after Serve is shut down, measures in this process on the same device: ``CrossEncoder.predict``
    at the same batch sizes; fp32 against fp16 and bf16 (pairs/s, and each one's order against
    fp32's: mean Kendall tau over queries of 100 passages, largest score difference); the service's
-   own backend over 100-document requests at several ``batch_cost_tokens``, which measures that
-   setting's GPU default.
+   own backend over 100-document requests at several fixed ``batch_cost_tokens``, which shows the
+   value that pays on the GPU (left out of a configuration, it is measured when the model loads).
 
 Exit status: 0 when every check passed, 1 when no GPU is visible (without ``--allow-cpu``), 2 when
 a check failed. ``--allow-cpu --quick`` runs the same path on CPU with the tiny test model: a smoke

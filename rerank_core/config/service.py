@@ -97,8 +97,8 @@ class AuthConfig(StrictModel):
     """Bearer keys for this service. Off by default; keys come from the environment or a file."""
 
     enabled: bool = False
-    """Require ``Authorization: Bearer <key>`` on the rerank routes and ``/v1/models``
-    (``/health`` stays open)."""
+    """Require ``Authorization: Bearer <key>`` on the rerank routes, ``/v1/models`` and
+    ``/v1/stats`` (``/health`` stays open)."""
     api_keys_env: str = "RERANK_API_KEYS"
     """Comma-separated keys in this environment variable ..."""
     api_keys_file: str | None = None
