@@ -33,7 +33,10 @@ class ModelQueue:
     """The outstanding pairs of one model, its measured rate and the admission decision.
 
     ``pairs_per_s`` is the rate assumed until one is measured (None: nothing is refused until
-    then). ``deadline_s`` is a request's whole deadline, against which its expected wait is held.
+    then). ``deadline_s`` is a request's whole deadline; ``max_wait_s`` the expected wait a
+    request may be admitted with (None: ``DEADLINE_SHARE`` of the deadline; never more). A queue
+    bounded by time rather than by a deadline's worth of work keeps the model as busy (the
+    refused come back within seconds) and answers those it admits in a fraction of the deadline.
     ``batch_pairs`` is the model's batch (``serving.max_batch_size``): a request is answered when
     its batch ends, and the requests that arrive after it share that batch, so up to one batch of
     company comes on top of the pairs ahead of it.
@@ -52,10 +55,14 @@ class ModelQueue:
         deadline_s: float,
         clock: Callable[[], float] = time.monotonic,
         batch_pairs: int = 0,
+        max_wait_s: float | None = None,
     ) -> None:
         self.name = name
         self.assumed_pairs_per_s = pairs_per_s
         self.deadline_s = deadline_s
+        share = DEADLINE_SHARE * deadline_s
+        #: The longest expected wait a request is admitted with.
+        self.max_wait_s = share if max_wait_s is None else min(max_wait_s, share)
         self.batch_pairs = batch_pairs
         self._clock = clock
         #: Pairs sent and not answered yet (nor failed).
@@ -86,19 +93,18 @@ class ModelQueue:
 
     def admit(self, n_pairs: int) -> None:
         """Raise ``BackendRateLimited`` (with ``retry_after_s``) when a request of ``n_pairs``
-        would be answered after ``DEADLINE_SHARE`` of ``deadline_s``. A request that finds
-        nothing ahead of it is always admitted: its own size is bounded by the input limits, not
-        by the queue."""
+        would be answered after ``max_wait_s``. A request that finds nothing ahead of it is
+        always admitted: its own size is bounded by the input limits, not by the queue."""
         self._tick()
         if self.pairs_ahead == 0:
             return
         expected = self.expected_wait_s(n_pairs)
-        allowed = DEADLINE_SHARE * self.deadline_s
+        allowed = self.max_wait_s
         if expected <= allowed:
             return
         raise BackendRateLimited(
-            f"model {self.name} is overloaded: about {expected:.0f}s of work ahead, past "
-            f"{DEADLINE_SHARE:.0%} of the request's {self.deadline_s:g}s deadline",
+            f"model {self.name} is overloaded: about {expected:.0f}s of work ahead, past the "
+            f"{allowed:g}s a request may wait (its deadline: {self.deadline_s:g}s)",
             backend=self.name,
             retry_after_s=max(1.0, math.ceil(expected - allowed)),
         )
@@ -151,8 +157,8 @@ def model_queues(
     service: ServiceConfig, clock: Callable[[], float] = time.monotonic
 ) -> dict[str, ModelQueue]:
     """A queue for each local model of ``service``, held against the request deadline
-    (``limits.request_timeout_s``), starting from the model's ``serving.pairs_per_s`` and batching
-    ``serving.max_batch_size`` pairs."""
+    (``limits.request_timeout_s``) and ``router.max_queue_wait_s``, starting from the model's
+    ``serving.pairs_per_s`` and batching ``serving.max_batch_size`` pairs."""
     return {
         name: ModelQueue(
             name,
@@ -160,6 +166,7 @@ def model_queues(
             service.limits.request_timeout_s,
             clock=clock,
             batch_pairs=cfg.serving.max_batch_size,
+            max_wait_s=service.router.max_queue_wait_s,
         )
         for name, cfg in service.backends.items()
         if cfg.type in LOCAL_TYPES

@@ -139,6 +139,12 @@ class RouterConfig(StrictModel):
     ``Retry-After``: a client that resends at once is paced to one attempt a hold, so a storm of
     refused resends leaves the CPU to the models (it costs the held client nothing it would not
     have waited anyway). 0: refuse at once."""
+    max_queue_wait_s: float | None = Field(10.0, gt=0)
+    """Seconds of expected wait (the pairs ahead on a local model and the request's own, at its
+    measured rate) past which the Router refuses a request at once, before any hop, with 429 and
+    the ``Retry-After`` the queue needs; never more than 80 % of ``limits.request_timeout_s``.
+    A few seconds of queue keep a model busy while refused clients come back; more only makes
+    the admitted wait. None: 80 % of the request deadline."""
     health_timeout_s: float = Field(5.0, gt=0)
     """Seconds ``/health`` waits for each model replica to answer before calling it unavailable."""
 

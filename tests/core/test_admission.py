@@ -92,6 +92,18 @@ def test_every_local_model_gets_a_queue_held_against_the_request_deadline() -> N
     queues = model_queues(service)
     assert set(queues) == {"m"}
     assert queues["m"].assumed_pairs_per_s == 40 and queues["m"].deadline_s == 12
+    # router.max_queue_wait_s (10 s by default) is cut to 80 % of a 12 s deadline.
+    assert queues["m"].max_wait_s == pytest.approx(9.6)
+
+
+def test_the_queue_is_bounded_by_time_well_inside_the_deadline() -> None:
+    queue = ModelQueue("m", 100.0, deadline_s=60.0, clock=FakeClock(), max_wait_s=10.0)
+    queue.pairs_ahead = 900
+    queue.admit(100)  # 10 s of work ahead with its own: admitted
+    with pytest.raises(BackendRateLimited) as refused:
+        queue.admit(300)  # 12 s: refused, though far inside the 60 s deadline
+    assert refused.value.retry_after_s == 2
+    assert "10s a request may wait" in refused.value.message
 
 
 def test_the_rate_is_measured_only_while_a_batch_is_out() -> None:
