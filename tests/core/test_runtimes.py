@@ -23,7 +23,7 @@ from rerank_core.backends import build_backend
 from rerank_core.backends.bi_encoder import BiEncoderBackend
 from rerank_core.backends.calibration import calibration_pairs
 from rerank_core.backends.cross_encoder import CrossEncoderBackend
-from rerank_core.backends.exports import read_manifest
+from rerank_core.backends.exports import cpu_has_int8_dot, read_manifest
 from rerank_core.backends.local import cpu_has_bf16
 from rerank_core.config import BiEncoderConfig, ConfigError, CrossEncoderConfig, load_config
 from tests.tiny_models import EXAMPLES
@@ -102,9 +102,12 @@ def test_each_runtime_ranks_the_tiny_model_as_torch_does(
         assert diff < 1e-4
     else:
         # int8 moves the logits a little: the relevant document stays first, while the tiny
-        # model's irrelevant ones, a few hundredths of a logit apart, may swap.
+        # model's irrelevant ones, a few hundredths of a logit apart, may swap. On a CPU whose
+        # int8 sums saturate (no VNNI or AMX), static int8 moves them further (0.77 on an
+        # AVX2-only CPU), still keeping every relevant document first.
         assert [order[0] for order in per_query_order(scores)] == [0] * len(EXAMPLES)
-        assert diff < 0.25, diff
+        saturating = quantization == "int8-static" and not cpu_has_int8_dot()
+        assert diff < (1.0 if saturating else 0.25), diff
 
 
 def test_the_export_is_built_once_then_reused_and_rebuilt_when_the_weights_change(
