@@ -10,6 +10,7 @@ drained enough to take it, so a client can come back then instead of at once.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -69,6 +70,11 @@ class ModelQueue:
         self.pairs_ahead = 0
         #: Pairs out from which the model counts as saturated, and the rate is measured.
         self._saturated_pairs = max(1, batch_pairs)
+        #: When the last answer came back (None: never).
+        self._last_answer: float | None = None
+        #: Set while the model is stalled (see ``record_failure``); created on first use, inside
+        #: the event loop that waits on it.
+        self._stall: asyncio.Event | None = None
         self._measured: float | None = None
         self._since = clock()
         self._window_busy_s = 0.0
@@ -90,6 +96,31 @@ class ModelQueue:
         0 while no rate is known."""
         rate = self.pairs_per_s
         return (self.pairs_ahead + own_pairs) / rate if rate else 0.0
+
+    @property
+    def stalled(self) -> bool:
+        """An attempt failed and no answer has come back since it began: the pairs ahead are not
+        being answered (a lost replica, its replacement not yet up), so they say nothing of how
+        long the next request will wait."""
+        return self._stall is not None and self._stall.is_set()
+
+    def record_failure(self, attempt_started: float) -> None:
+        """An attempt begun at ``attempt_started`` (this queue's clock) timed out or found its
+        replica gone. The model is stalled if nothing was answered since that attempt began; an
+        answer meanwhile means the model works and this one attempt was slow."""
+        if self._last_answer is None or self._last_answer < attempt_started:
+            self.stall_event().set()
+
+    def stall_event(self) -> asyncio.Event:
+        """The event that is set while the model is stalled (attempts in flight wait on it to
+        shorten their deadlines)."""
+        if self._stall is None:
+            self._stall = asyncio.Event()
+        return self._stall
+
+    def now(self) -> float:
+        """This queue's clock."""
+        return self._clock()
 
     def admit(self, n_pairs: int) -> None:
         """Raise ``BackendRateLimited`` (with ``retry_after_s``) when a request of ``n_pairs``
@@ -121,6 +152,10 @@ class ModelQueue:
             answered = True
         finally:
             self._tick()
+            if answered:
+                self._last_answer = self._clock()
+                if self._stall is not None:
+                    self._stall.clear()
             if answered and self._saturated():
                 self._window_pairs += n_pairs
             self.pairs_ahead -= n_pairs

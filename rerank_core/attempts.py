@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from rerank_core.admission import ModelQueue
 from rerank_core.config import RouteSettings
-from rerank_core.errors import BackendRateLimited
+from rerank_core.errors import BackendError, BackendRateLimited
 
 _T = TypeVar("_T")
 
@@ -28,7 +28,9 @@ def attempt_timeout(route: RouteSettings, n_pairs: int, queue: ModelQueue | None
     ``route.attempt_slack`` times the expected time (the queue's expected wait, plus ``n_pairs``
     and one batch of company at the slower of its measured and assumed rates: a request is
     answered when its batch ends, and requests sent after it share that batch), within
-    [``route.min_timeout_s``, ``route.timeout_s``]. Otherwise ``route.timeout_s``.
+    [``route.min_timeout_s``, ``route.timeout_s``]. Otherwise ``route.timeout_s``. While the
+    model is stalled (``ModelQueue.stalled``) the pairs ahead are not counted: they are not
+    being answered, and an attempt is owed only the time its own work takes.
     """
     # Opt-in by the model's ``serving.pairs_per_s``: without it, a rate measured in a quiet
     # moment would bound the attempts of a busy one.
@@ -37,7 +39,8 @@ def attempt_timeout(route: RouteSettings, n_pairs: int, queue: ModelQueue | None
     rate = queue.slowest_pairs_per_s()
     if rate is None:
         return route.timeout_s
-    expected = queue.expected_wait_s() + (n_pairs + queue.batch_pairs) / rate
+    ahead = 0.0 if queue.stalled else queue.expected_wait_s()
+    expected = ahead + (n_pairs + queue.batch_pairs) / rate
     return min(route.timeout_s, max(route.min_timeout_s, route.attempt_slack * expected))
 
 
@@ -52,6 +55,42 @@ class AttemptDeadline:
     def timeout_s(self, n_pairs: int) -> float:
         """The deadline of one attempt of ``n_pairs`` pairs (``attempt_timeout``)."""
         return attempt_timeout(self.route, n_pairs, self.queue)
+
+    async def run(self, call: Awaitable[_T], n_pairs: int) -> _T:
+        """``call``'s result within this attempt's deadline (``TimeoutError`` past it; the call is
+        cancelled). If the model stalls meanwhile, the deadline is cut to what the attempt's own
+        work is owed, counted from its start: attempts sent while the pairs ahead looked like work
+        do not wait for a replica that is gone. A failure of the call or its time-out is told to
+        the queue (``ModelQueue.record_failure``)."""
+        loop = asyncio.get_running_loop()
+        started, queue_started = loop.time(), self.queue.now() if self.queue else 0.0
+        end = started + self.timeout_s(n_pairs)
+        task = asyncio.ensure_future(call)
+        stall = None
+        if self.queue is not None and not self.queue.stalled:
+            stall = asyncio.ensure_future(self.queue.stall_event().wait())
+        try:
+            while True:
+                waiting = {task} if stall is None else {task, stall}
+                done, _ = await asyncio.wait(
+                    waiting, timeout=max(0.0, end - loop.time()), return_when=asyncio.FIRST_COMPLETED
+                )
+                if task in done:
+                    return task.result()
+                if stall is None or stall not in done:
+                    raise TimeoutError
+                end = min(end, started + self.timeout_s(n_pairs))
+                stall = None
+        except (TimeoutError, BackendError) as exc:
+            if self.queue is not None and not isinstance(exc, BackendRateLimited):
+                self.queue.record_failure(queue_started)
+            raise
+        finally:
+            for pending in (task, stall):
+                if pending is not None and not pending.done():
+                    pending.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await pending
 
     def hedge_after_s(self, timeout_s: float) -> float | None:
         """Seconds into an attempt with this deadline after which a hedge is sent; None: never."""

@@ -206,15 +206,16 @@ class FallbackChain:
         name = member.backend.name
         for attempt in range(member.retries + 1):
             deadline = member.deadline
-            timeout_s = member.timeout_s if deadline is None else deadline.timeout_s(len(request.documents))
+            n_pairs = len(request.documents)
+            timeout_s = member.timeout_s if deadline is None else deadline.timeout_s(n_pairs)
             try:
-                return await asyncio.wait_for(
-                    hedged(
-                        lambda: member.backend.answer(request),
-                        None if deadline is None else deadline.hedge_after_s(timeout_s),
-                    ),
-                    timeout=timeout_s,
+                call = hedged(
+                    lambda: member.backend.answer(request),
+                    None if deadline is None else deadline.hedge_after_s(timeout_s),
                 )
+                if deadline is None:
+                    return await asyncio.wait_for(call, timeout=timeout_s)
+                return await deadline.run(call, n_pairs)
             except TimeoutError:
                 error: BackendError = BackendTimeout(
                     f"{name} did not answer within {timeout_s:g}s", backend=name

@@ -130,3 +130,56 @@ async def test_a_small_request_on_a_lost_replica_fails_at_the_floor_not_the_ceil
         await chain.rerank("q", ["a", "b"])
     assert loop.time() - started < 5
     assert backend.calls == 2
+
+
+def test_a_stalled_model_owes_an_attempt_only_its_own_work() -> None:
+    q = queue(50.0, ahead=490)
+    assert attempt_timeout(ROUTE, 10, q) == pytest.approx(30.0)
+    q.record_failure(attempt_started=q.now())  # nothing answered since that attempt began
+    assert q.stalled
+    assert attempt_timeout(ROUTE, 10, q) == 2.0  # the pairs ahead are not being answered
+
+
+def test_an_answer_since_the_attempt_began_is_no_stall_and_ends_one() -> None:
+    q = queue(50.0)
+    begun = q.now()
+    with q.outstanding(10):
+        pass  # answered
+    q.record_failure(attempt_started=begun)  # one slow attempt of a model that answers
+    assert not q.stalled
+    q.record_failure(attempt_started=q.now() + 1)
+    assert q.stalled
+    with q.outstanding(10):
+        pass
+    assert not q.stalled, "an answer ends the stall"
+
+
+async def test_attempts_in_flight_are_cut_when_their_model_stalls() -> None:
+    route = RouteSettings(timeout_s=60, min_timeout_s=0.2, attempt_slack=1)
+    q = ModelQueue("m", 1000.0, deadline_s=60)
+    q.pairs_ahead = 10_000  # 10 s of work ahead at the assumed rate
+    deadline = AttemptDeadline(route, q)
+    assert deadline.timeout_s(10) == pytest.approx(10.01)
+
+    async def never() -> None:
+        await asyncio.sleep(3600)
+
+    async def lost_elsewhere() -> None:
+        await asyncio.sleep(0.05)
+        q.record_failure(attempt_started=q.now() - 1)  # another attempt found the replica gone
+
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    failure = asyncio.ensure_future(lost_elsewhere())
+    with pytest.raises(TimeoutError):
+        await deadline.run(never(), 10)
+    await failure
+    assert 0.15 < loop.time() - start < 1.0, "cut to its own work's 0.2 s floor, not 10 s"
+
+
+async def test_a_timed_out_attempt_stalls_a_silent_model() -> None:
+    route = RouteSettings(timeout_s=0.1, min_timeout_s=0.1, attempt_slack=1)
+    q = ModelQueue("m", 1000.0, deadline_s=60)
+    with pytest.raises(TimeoutError):
+        await AttemptDeadline(route, q).run(asyncio.sleep(3600), 10)
+    assert q.stalled

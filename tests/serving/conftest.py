@@ -55,9 +55,9 @@ class ServedApp:
     cohere_bad: CohereStub
     cohere_flaky: CohereStub
     jina_slow: JinaStub
+    config: dict[str, Any]
     #: A vendor the fallback tests set to refuse (401, 403, 400, ...).
     cohere_refusing: CohereStub
-    config: dict[str, Any]
 
     def post(self, path: str, body: Any, **kw: Any) -> requests.Response:
         return requests.post(self.url + path, json=body, timeout=60, **kw)
