@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from rerank_core.backends.batching import Tokenized, length_batches, pad_rows
+from rerank_core.backends.batching import Tokenized, pad_rows
 from rerank_core.backends.calibration import calibration_pairs
 from rerank_core.backends.limits import check_max_length, check_runtime
 from rerank_core.backends.local import LocalModelBackend, Pairs
@@ -38,7 +38,6 @@ class CrossEncoderBackend(LocalModelBackend):
     """
 
     config: CrossEncoderConfig
-    length_batches = staticmethod(length_batches)
 
     def __init__(self, name: str, config: CrossEncoderConfig) -> None:
         super().__init__(name, config)

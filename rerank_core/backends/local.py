@@ -336,10 +336,6 @@ class LocalModelBackend(Backend):
                 if not self._forwards:
                     self.forward_s += time.perf_counter() - self._busy_since
 
-    async def score_pairs_async(self, pairs: Pairs) -> list[float]:
-        """Raw scores of ``pairs``: ``prepare`` then ``forward``, each on its own thread."""
-        return (await self.score_pairs_timed(list(pairs))).raw
-
     async def score_pairs_timed(self, pairs: list[tuple[str, str]]) -> ScoredPairs:
         """The in-process scorer: ``pairs`` in chunks of ``serving.max_batch_size``, the next chunk
         tokenized while the model runs the current one."""

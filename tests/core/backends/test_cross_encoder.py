@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from rerank_core.backends import build_backend
+from rerank_core.backends.batching import length_batches
 from rerank_core.backends.cross_encoder import CrossEncoderBackend
 from rerank_core.config import ConfigError, CrossEncoderConfig, load_config
 from rerank_core.errors import BackendUnavailable, InvalidRequest
@@ -166,7 +167,7 @@ def test_batches_are_cut_where_padding_costs_more_than_a_pass(seed: int) -> None
         rng.choice([200, 400, 5000]),
         rng.choice([0, 16, 64, 500]),
     )
-    batches = CrossEncoderBackend.length_batches(lengths, max_items, max_tokens, cost)
+    batches = length_batches(lengths, max_items, max_tokens, cost)
 
     # Every index once, longest first, each batch under both caps (a lone long item excepted).
     flat = [i for batch in batches for i in batch]
