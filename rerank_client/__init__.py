@@ -4,10 +4,14 @@ extra; imported only when used)."""
 
 from rerank_client.client import (
     AsyncRerankClient,
+    MalformedAnswer,
     RerankClient,
     RerankedDocument,
     RerankResponse,
     ServiceError,
+    ServiceTimeout,
+    ServiceUnreachable,
+    TransportFailure,
     error_from_response,
     parse_response,
     rerank_payload,
@@ -15,10 +19,14 @@ from rerank_client.client import (
 
 __all__ = [
     "AsyncRerankClient",
+    "MalformedAnswer",
     "RerankClient",
     "RerankResponse",
     "RerankedDocument",
     "ServiceError",
+    "ServiceTimeout",
+    "ServiceUnreachable",
+    "TransportFailure",
     "error_from_response",
     "parse_response",
     "rerank_payload",

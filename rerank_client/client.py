@@ -3,9 +3,11 @@
 Both speak the service's own ``POST /rerank`` contract plus ``GET /v1/models`` and ``GET /health``.
 Request building, response parsing and error mapping live in module functions shared by the two
 clients; only the I/O call differs. An error answer (``{"error": {"type", "message", "field"?}}``)
-becomes the typed error of ``rerank_core.errors`` named by its ``type`` (or, failing that, its
-status); anything else becomes a ``ServiceError``. The API key is sent as a bearer header and never
-appears in a repr, a message or a log line.
+becomes the typed error of ``rerank_core.errors`` named by its ``type`` (or, failing that, the kind
+the wire contract's status table gives its status: ``rerank_wire.status``); anything else becomes a
+``ServiceError``. A request the service never answered raises a ``TransportFailure``, an answer that
+breaks the contract a ``MalformedAnswer``: the client's own errors, not a backend's. The API key is
+sent as a bearer header and never appears in a repr, a message or a log line.
 """
 
 from __future__ import annotations
@@ -32,41 +34,67 @@ from rerank_core.errors import (
 )
 from rerank_core.types import Document
 from rerank_wire import DocumentIn, RerankRequest, RerankResponse, ResultOut
+from rerank_wire.status import HttpError, status_of_kind
 
-#: Name the client gives as ``backend`` on transport errors: the service itself did not answer.
+#: Name the client gives as ``backend`` of a typed backend error the service answered with.
 SERVICE = "rerank-service"
 
 DocumentInput = str | Document | Mapping[str, Any]
 
 
-class ServiceError(RerankError):
+class ServiceError(HttpError):
     """An error answer from the service that no typed error of ``rerank_core.errors`` fits (an
     unknown path or method among them): carries the HTTP ``status``, the body's error ``type`` and
     ``message``."""
 
-    code = "http_error"
-
     def __init__(self, message: str, *, status: int, type: str, field: str | None = None) -> None:
-        super().__init__(message, field=field)
-        self.status = status
+        super().__init__(message, status, field=field)
         self.type = type
         # The instance's code shadows the class default so ``to_dict`` reports what the service said.
         self.code = type
+
+
+class MalformedAnswer(RerankError):
+    """The service answered success with a body that breaks the contract (not JSON, a field
+    missing or invalid)."""
+
+    code = "malformed_answer"
+
+
+class TransportFailure(RerankError):
+    """The request got no answer from the service; sending it again later may succeed. Messages
+    name the service's host only."""
+
+    code = "transport_failure"
+    retryable = True
+
+
+class ServiceUnreachable(TransportFailure):
+    """The service could not be reached: the connection was refused, reset or never made."""
+
+    code = "service_unreachable"
+
+
+class ServiceTimeout(TransportFailure):
+    """The service did not answer within the client's ``timeout``."""
+
+    code = "service_timeout"
+
 
 #: What a result is called on the client's side.
 RerankedDocument = ResultOut
 
 
 def parse_response(body: object) -> RerankResponse:
-    """Parse a 200 body of ``POST /rerank``; raises ``BackendUnavailable`` when it breaks the
+    """Parse a 200 body of ``POST /rerank``; raises ``MalformedAnswer`` when it breaks the
     contract."""
     try:
         return RerankResponse.model_validate(body)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise BackendUnavailable(
-            f"the service's answer lacks a valid field ({where}: {first['msg']})", backend=SERVICE
+        raise MalformedAnswer(
+            f"the service's answer lacks a valid field ({where}: {first['msg']})"
         ) from None
 
 
@@ -84,27 +112,25 @@ def _typed_errors() -> dict[str, type[RerankError]]:
 
 
 _TYPED = _typed_errors()
-# When the body names no known type, the status decides (404 stays generic: it may be a wrong path).
+#: The kinds an answer that names no known type is read as (Serve's proxy refusing in plain text,
+#: a gateway's timeout), by the status the wire contract's table gives each. A 404 stays generic:
+#: it may be a wrong path.
 _BY_STATUS: dict[int, type[RerankError]] = {
-    400: InvalidRequest,
-    401: Unauthorized,
-    413: PayloadTooLarge,
-    422: InvalidRequest,
-    429: BackendRateLimited,
-    503: BackendUnavailable,
-    504: BackendTimeout,
+    status_of_kind(kind): kind
+    for kind in (
+        Unauthorized,
+        PayloadTooLarge,
+        InvalidRequest,
+        BackendRateLimited,
+        BackendUnavailable,
+        BackendTimeout,
+    )
 }
 
 
 def error_from_response(status: int, body: object) -> RerankError:
-    """The typed error an error answer stands for (``type`` first, then ``status``); its
-    ``http_status`` is the status the service answered with."""
-    err = _typed_error(status, body)
-    err.http_status = status  # type: ignore[attr-defined]
-    return err
-
-
-def _typed_error(status: int, body: object) -> RerankError:
+    """The typed error an error answer with HTTP ``status`` stands for: the kind its body's
+    ``type`` names, else the kind its status stands for, else a ``ServiceError`` carrying both."""
     error = body.get("error") if isinstance(body, dict) else None
     error = error if isinstance(error, dict) else {}
     type_ = str(error.get("type") or "")
@@ -133,9 +159,8 @@ def _json_body(response: httpx.Response, status_body: bool = False) -> Any:
         return body
     if response.is_success:
         if body is None:
-            raise BackendUnavailable(
-                f"the service answered HTTP {response.status_code} with a body that is not JSON",
-                backend=SERVICE,
+            raise MalformedAnswer(
+                f"the service answered HTTP {response.status_code} with a body that is not JSON"
             )
         return body
     raise error_from_response(response.status_code, body)
@@ -179,17 +204,18 @@ class _ClientBase:
 
     @contextlib.contextmanager
     def _transport_errors(self) -> Iterator[None]:
-        """Map httpx transport failures to the retryable typed errors (host only: no secrets)."""
+        """Raise httpx's transport failures as the client's ``TransportFailure`` kinds (host only:
+        no secrets)."""
         host = urlsplit(self.base_url).netloc.rpartition("@")[2]
         try:
             yield
         except httpx.TimeoutException:
-            raise BackendTimeout(
-                f"the service at {host} did not answer within {self.timeout:g}s", backend=SERVICE
+            raise ServiceTimeout(
+                f"the service at {host} did not answer within {self.timeout:g}s"
             ) from None
         except httpx.TransportError as exc:
-            raise BackendUnavailable(
-                f"cannot reach the service at {host} ({type(exc).__name__})", backend=SERVICE
+            raise ServiceUnreachable(
+                f"cannot reach the service at {host} ({type(exc).__name__})"
             ) from None
 
     def __repr__(self) -> str:
