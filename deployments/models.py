@@ -256,6 +256,13 @@ class LocalModelDeployment:
     def device(self) -> str:
         return self.backend.device
 
+    def __del__(self) -> None:
+        """Serve's hook when the replica stops: the engine's threads are shut down."""
+        # An __init__ that failed before the model loaded leaves nothing to stop.
+        backend: LocalModelBackend | None = getattr(self, "backend", None)
+        if backend is not None:
+            backend.shutdown()
+
     async def check_health(self) -> None:
         """Serve's periodic health probe: fails when the model can no longer score; reports this
         replica's figures, so a replica without traffic stays counted."""

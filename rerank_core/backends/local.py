@@ -351,6 +351,20 @@ class LocalModelBackend(Backend):
             raw += await self.forward_async(prepared)
         return ScoredPairs(raw, started, time.perf_counter())
 
+    async def close(self) -> None:
+        """Stop the engine's threads (``shutdown``)."""
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop the tokenizer's and the model's threads: a pass already running finishes, queued
+        work is dropped, and the backend scores nothing after. Safe to call more than once."""
+        # The model's pools exist once a pass asked for them (cached properties): none is made here.
+        pools = [self._prepare_thread] + [
+            self.__dict__[name] for name in ("_model_thread", "_stream_threads") if name in self.__dict__
+        ]
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)
+
     async def health_check_async(self) -> None:
         """``health_check`` on the model's own thread."""
         await asyncio.get_running_loop().run_in_executor(self._model_thread, self.health_check)
