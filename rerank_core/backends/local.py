@@ -427,9 +427,12 @@ class LocalModelBackend(Backend):
             on_cuda = torch.cuda.is_available() and self.config.runtime == "torch"
             return "cuda" if on_cuda else "cpu"
         if requested.startswith("cuda") and not torch.cuda.is_available():
-            raise BackendUnavailable(
-                f"{self.name}: device {requested!r} is configured but CUDA is not available",
-                backend=self.name,
+            # No retry or other replica on this node will find the device: the config is wrong
+            # for where it runs.
+            raise ConfigError(
+                f"backends.{self.name}.device: {requested!r} is configured but CUDA is not "
+                "available",
+                field="device",
             )
         return requested
 

@@ -335,3 +335,13 @@ def test_the_event_loop_stays_free_while_scoring(backend: CrossEncoderBackend) -
         return ticks
 
     assert asyncio.run(both()) > 1
+
+
+def test_a_gpu_configured_where_there_is_none_is_a_config_error(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config = CrossEncoderConfig(model=str(tiny_model_dir), device="cuda")
+    # Refused at load, naming the field, and not a retryable backend failure.
+    with pytest.raises(ConfigError, match=r"backends\.tiny\.device: 'cuda'.*CUDA is not available"):
+        build_backend("tiny", config)
