@@ -8,14 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from rerank_client.client import (
-    AsyncRerankClient,
-    MalformedAnswer,
-    RerankClient,
-    ServiceError,
-    ServiceTimeout,
-    ServiceUnreachable,
-)
+from rerank_client.client import AsyncRerankClient, RerankClient
+from rerank_client.errors import MalformedAnswer, ServiceError, ServiceTimeout, ServiceUnreachable
 from rerank_core.errors import (
     AllBackendsFailed,
     BackendError,
@@ -131,7 +125,7 @@ def test_the_client_does_not_import_langchain() -> None:
 
 
 def test_every_error_type_of_the_service_maps_to_a_typed_error() -> None:
-    from rerank_client.client import _TYPED, error_from_response
+    from rerank_client.errors import _TYPED, error_from_response
     from rerank_core import errors
 
     assert "http_error" in _TYPED and "malformed_body" in _TYPED

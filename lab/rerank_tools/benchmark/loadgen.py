@@ -39,7 +39,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from rerank_client.client import AsyncRerankClient, ServiceTimeout, ServiceUnreachable
+from rerank_client.client import AsyncRerankClient
+from rerank_client.errors import ServiceTimeout, ServiceUnreachable
 from rerank_core.errors import BackendError, BackendRateLimited, RerankError
 from rerank_tools.evaluation.loaders import DatasetError, read_candidates
 from rerank_tools.latency import latency_summary
