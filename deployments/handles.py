@@ -3,8 +3,6 @@ deployment's handle."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import (
     BackPressureError,
@@ -65,7 +63,3 @@ class DeploymentBackend(Backend):
     async def device(self) -> str:
         """Where the model runs (a call that also proves a replica answers)."""
         return str(await self.handle.device.remote())
-
-    async def stats(self) -> dict[str, Any]:
-        """Batching statistics of this model, gathered from every running replica."""
-        return dict(await self.handle.stats.remote())

@@ -1,5 +1,6 @@
-"""The one place an error becomes an HTTP answer: the status table, the JSON error body, and the
-rewriting of FastAPI's validation errors into messages that name the request's field.
+"""The one place an error becomes an HTTP answer: the JSON error body, sent with the status the wire
+contract's one table gives it (``rerank_wire.status``), and the rewriting of FastAPI's validation
+errors into messages that name the request's field.
 
 Anything that is no ``RerankError`` becomes a 500 whose body carries the request id, never the
 exception text.
@@ -18,61 +19,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rerank_core.errors import (
-    AllBackendsFailed,
-    BackendBadRequest,
-    BackendError,
-    BackendRateLimited,
-    BackendTimeout,
-    BackendUnavailable,
-    InvalidRequest,
-    MalformedBody,
-    PayloadTooLarge,
-    RerankError,
-    Unauthorized,
-    UnknownModel,
-    UnsupportedMediaType,
-)
+from rerank_core.errors import BackendRateLimited, InvalidRequest, MalformedBody, RerankError
 from rerank_wire import ErrorResponse
+from rerank_wire.status import HttpError, status_of
 
 log = logging.getLogger("ray.serve")
-
-#: HTTP status of each error kind; a subclass not listed takes its nearest listed base's.
-STATUS: dict[type[RerankError], int] = {
-    MalformedBody: 400,
-    Unauthorized: 401,
-    UnknownModel: 404,
-    PayloadTooLarge: 413,
-    UnsupportedMediaType: 415,
-    InvalidRequest: 422,
-    BackendError: 424,
-    BackendBadRequest: 424,
-    BackendRateLimited: 429,
-    BackendUnavailable: 503,
-    AllBackendsFailed: 503,
-    BackendTimeout: 504,
-    RerankError: 500,
-}
-
-
-class RouteError(RerankError):
-    """An HTTP-level refusal before any rerank logic: unknown path, wrong method."""
-
-    code = "http_error"
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def status_of(exc: RerankError) -> int:
-    """The HTTP status ``exc`` is answered with."""
-    if isinstance(exc, RouteError):
-        return exc.status
-    for cls in type(exc).__mro__:
-        if cls in STATUS:
-            return STATUS[cls]
-    return 500
 
 
 def error_response(exc: RerankError, request_id: str, retry_after_s: float) -> JSONResponse:
@@ -150,7 +101,7 @@ def install_error_handlers(api: FastAPI) -> None:
 
     @api.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return answer(request, RouteError(str(exc.detail), exc.status_code))
+        return answer(request, HttpError(str(exc.detail), exc.status_code))
 
     @api.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

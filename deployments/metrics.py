@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from ray.serve import metrics
 
-#: Seconds; the latency histogram's buckets.
-LATENCY_BOUNDARIES = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+#: Seconds; the latency histogram's buckets. They reach past the default request deadline
+#: (``limits.request_timeout_s``, 60 s) so that answers near or at the deadline are told apart.
+LATENCY_BOUNDARIES = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
 
 
 class RouterMetrics:

@@ -81,8 +81,6 @@ class LocalModelDeployment:
         self.pending_pairs = 0
         #: Requests refused for ``max_pending_pairs``.
         self.refused = 0
-        self.max_batch_size = serving.max_batch_size
-        self.batch_wait_timeout_s = serving.batch_wait_timeout_s
         self.batch_wait_alone = serving.batch_wait_alone
         #: When a second request was last in flight here (``COMPANY_WINDOW_S``).
         self._company_at = -COMPANY_WINDOW_S
@@ -105,6 +103,8 @@ class LocalModelDeployment:
         self.reporter = StatsReporter(name)
         self._report_due: asyncio.TimerHandle | None = None
         self.config_digest = config_digest(config)
+        # The batch settings are set in one place, ``reconfigure``: here from the serving block,
+        # then by Serve from the deployment's ``user_config`` (the same values, or a live change).
         self.reconfigure(
             {
                 "max_batch_size": serving.max_batch_size,
@@ -116,7 +116,8 @@ class LocalModelDeployment:
         )
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """Apply batch settings from ``user_config`` (no restart)."""
+        """Apply the batch settings in ``user_config`` (``max_batch_size``,
+        ``batch_wait_timeout_s``) to this replica and its batcher, without a restart."""
         if "max_batch_size" in user_config:
             self.max_batch_size = int(user_config["max_batch_size"])
             self.score_chunk.set_max_batch_size(self.max_batch_size)
@@ -255,6 +256,13 @@ class LocalModelDeployment:
 
     def device(self) -> str:
         return self.backend.device
+
+    def __del__(self) -> None:
+        """Serve's hook when the replica stops: the engine's threads are shut down."""
+        # An __init__ that failed before the model loaded leaves nothing to stop.
+        backend: LocalModelBackend | None = getattr(self, "backend", None)
+        if backend is not None:
+            backend.shutdown()
 
     async def check_health(self) -> None:
         """Serve's periodic health probe: fails when the model can no longer score; reports this

@@ -1,11 +1,12 @@
 """Python HTTP client of the reranking service: ``RerankClient`` (sync) and ``AsyncRerankClient``.
 
 Both speak the service's own ``POST /rerank`` contract plus ``GET /v1/models`` and ``GET /health``.
-Request building, response parsing and error mapping live in module functions shared by the two
-clients; only the I/O call differs. An error answer (``{"error": {"type", "message", "field"?}}``)
-becomes the typed error of ``rerank_core.errors`` named by its ``type`` (or, failing that, its
-status); anything else becomes a ``ServiceError``. The API key is sent as a bearer header and never
-appears in a repr, a message or a log line.
+Request building and response parsing live in module functions shared by the two clients; only the
+I/O call differs. An error answer (``{"error": {"type", "message", "field"?}}``) raises the typed
+error ``rerank_client.errors`` reads it as; a request the service never answered a
+``TransportFailure``, a success that breaks the contract a ``MalformedAnswer`` (the client's own
+errors, not a backend's). The API key is sent as a bearer header and never appears in a repr, a
+message or a log line.
 """
 
 from __future__ import annotations
@@ -18,108 +19,33 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import ValidationError
 
-from rerank_core import errors
-from rerank_core.errors import (
-    AllBackendsFailed,
-    BackendError,
-    BackendRateLimited,
-    BackendTimeout,
-    BackendUnavailable,
-    InvalidRequest,
-    PayloadTooLarge,
-    RerankError,
-    Unauthorized,
+from rerank_client.errors import (
+    MalformedAnswer,
+    ServiceTimeout,
+    ServiceUnreachable,
+    error_from_response,
 )
 from rerank_core.types import Document
 from rerank_wire import DocumentIn, RerankRequest, RerankResponse, ResultOut
 
-#: Name the client gives as ``backend`` on transport errors: the service itself did not answer.
-SERVICE = "rerank-service"
-
 DocumentInput = str | Document | Mapping[str, Any]
 
-
-class ServiceError(RerankError):
-    """An error answer from the service that no typed error of ``rerank_core.errors`` fits (an
-    unknown path or method among them): carries the HTTP ``status``, the body's error ``type`` and
-    ``message``."""
-
-    code = "http_error"
-
-    def __init__(self, message: str, *, status: int, type: str, field: str | None = None) -> None:
-        super().__init__(message, field=field)
-        self.status = status
-        self.type = type
-        # The instance's code shadows the class default so ``to_dict`` reports what the service said.
-        self.code = type
 
 #: What a result is called on the client's side.
 RerankedDocument = ResultOut
 
 
 def parse_response(body: object) -> RerankResponse:
-    """Parse a 200 body of ``POST /rerank``; raises ``BackendUnavailable`` when it breaks the
+    """Parse a 200 body of ``POST /rerank``; raises ``MalformedAnswer`` when it breaks the
     contract."""
     try:
         return RerankResponse.model_validate(body)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise BackendUnavailable(
-            f"the service's answer lacks a valid field ({where}: {first['msg']})", backend=SERVICE
+        raise MalformedAnswer(
+            f"the service's answer lacks a valid field ({where}: {first['msg']})"
         ) from None
-
-
-def _typed_errors() -> dict[str, type[RerankError]]:
-    """Every error class of ``rerank_core.errors`` by its ``code`` (the body's ``type``), and
-    ``ServiceError`` for the service's HTTP-level refusals (``http_error``)."""
-    found: dict[str, type[RerankError]] = {ServiceError.code: ServiceError}
-    pending = list(RerankError.__subclasses__())
-    while pending:
-        cls = pending.pop()
-        pending.extend(cls.__subclasses__())
-        if cls.__module__ == errors.__name__:
-            found[cls.code] = cls
-    return found
-
-
-_TYPED = _typed_errors()
-# When the body names no known type, the status decides (404 stays generic: it may be a wrong path).
-_BY_STATUS: dict[int, type[RerankError]] = {
-    400: InvalidRequest,
-    401: Unauthorized,
-    413: PayloadTooLarge,
-    422: InvalidRequest,
-    429: BackendRateLimited,
-    503: BackendUnavailable,
-    504: BackendTimeout,
-}
-
-
-def error_from_response(status: int, body: object) -> RerankError:
-    """The typed error an error answer stands for (``type`` first, then ``status``); its
-    ``http_status`` is the status the service answered with."""
-    err = _typed_error(status, body)
-    err.http_status = status  # type: ignore[attr-defined]
-    return err
-
-
-def _typed_error(status: int, body: object) -> RerankError:
-    error = body.get("error") if isinstance(body, dict) else None
-    error = error if isinstance(error, dict) else {}
-    type_ = str(error.get("type") or "")
-    message = str(error.get("message") or f"the service answered HTTP {status}")
-    field_ = error.get("field")
-    field_ = None if field_ is None else str(field_)
-    cls = _TYPED.get(type_) or _BY_STATUS.get(status)
-    if cls is None or cls is ServiceError:
-        return ServiceError(message, status=status, type=type_ or "http_error", field=field_)
-    if issubclass(cls, AllBackendsFailed):
-        skipped = error.get("skipped")
-        return AllBackendsFailed(message, skipped=skipped if isinstance(skipped, list) else [])
-    if issubclass(cls, BackendError):
-        return cls(message, backend=SERVICE, field=field_)
-    return cls(message, field=field_)
 
 
 def _json_body(response: httpx.Response, status_body: bool = False) -> Any:
@@ -133,9 +59,8 @@ def _json_body(response: httpx.Response, status_body: bool = False) -> Any:
         return body
     if response.is_success:
         if body is None:
-            raise BackendUnavailable(
-                f"the service answered HTTP {response.status_code} with a body that is not JSON",
-                backend=SERVICE,
+            raise MalformedAnswer(
+                f"the service answered HTTP {response.status_code} with a body that is not JSON"
             )
         return body
     raise error_from_response(response.status_code, body)
@@ -179,17 +104,18 @@ class _ClientBase:
 
     @contextlib.contextmanager
     def _transport_errors(self) -> Iterator[None]:
-        """Map httpx transport failures to the retryable typed errors (host only: no secrets)."""
+        """Raise httpx's transport failures as the client's ``TransportFailure`` kinds (host only:
+        no secrets)."""
         host = urlsplit(self.base_url).netloc.rpartition("@")[2]
         try:
             yield
         except httpx.TimeoutException:
-            raise BackendTimeout(
-                f"the service at {host} did not answer within {self.timeout:g}s", backend=SERVICE
+            raise ServiceTimeout(
+                f"the service at {host} did not answer within {self.timeout:g}s"
             ) from None
         except httpx.TransportError as exc:
-            raise BackendUnavailable(
-                f"cannot reach the service at {host} ({type(exc).__name__})", backend=SERVICE
+            raise ServiceUnreachable(
+                f"cannot reach the service at {host} ({type(exc).__name__})"
             ) from None
 
     def __repr__(self) -> str:

@@ -14,21 +14,30 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
 from rerank_core.backends import build_enabled_backend
-from rerank_core.config import BiEncoderConfig, ServiceConfig, load_app_args, load_config
+from rerank_core.config import (
+    BiEncoderConfig,
+    ConfigError,
+    ServiceConfig,
+    load_app_args,
+    load_config,
+    read_yaml,
+)
 from rerank_core.errors import RerankError
 from rerank_core.fallback import CircuitBreaker, build_chain
 from rerank_core.types import RankedResult
 
 
 def service_from_file(path: Path) -> ServiceConfig:
-    """A service configuration from a plain config file or a Serve config (its first application)."""
-    data = yaml.safe_load(path.read_text())
+    """A service configuration from a plain config file or a Serve config (its first
+    application); ``ConfigError`` names what is wrong (the file, its YAML, a field)."""
+    data = read_yaml(path)
     if isinstance(data, dict) and "applications" in data:
-        return load_app_args(data["applications"][0].get("args", {}))
-    return load_config(path)
+        apps = data["applications"]
+        if not (isinstance(apps, list) and apps and isinstance(apps[0], dict)):
+            raise ConfigError(f"{path}: applications must be a list of applications")
+        return load_app_args(apps[0].get("args") or {})
+    return load_config(data)
 
 
 async def rerank_with(
@@ -55,12 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top-n", type=int, default=None)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
-    service = (
-        service_from_file(args.config)
-        if args.config
-        else load_config({"backends": {"minilm": BiEncoderConfig().model_dump()}})
-    )
     try:
+        service = (
+            service_from_file(args.config)
+            if args.config
+            else load_config({"backends": {"minilm": BiEncoderConfig().model_dump()}})
+        )
         result = asyncio.run(rerank_with(service, args.model, args.query, args.documents, args.top_n))
     except RerankError as exc:
         print(f"error: {exc.message}", file=sys.stderr)

@@ -1,14 +1,16 @@
 """What the scoring engine does between tokenizing and the model: cut items of known token lengths
-into padded batches under a token budget, and pad a batch's columns into arrays."""
+into padded batches under a token budget, pad a batch's columns into arrays, and hand those to the
+model's device."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
 
 #: ``batch_cost_tokens`` of a backend built directly, by device kind, until
 #: ``LocalModelBackend.measure_batch_cost`` measures it (``build_backend`` does, when the config
@@ -101,3 +103,26 @@ def pad_rows(
             else:
                 out[i, width - len(row) :] = row
     return out
+
+
+def pad_columns(
+    columns: Mapping[str, Sequence[Sequence[int]]],
+    items: Sequence[int],
+    pad_id: int,
+    side: Literal["left", "right"] = "right",
+    multiple: int = 1,
+) -> dict[str, np.ndarray]:
+    """The rows of ``items`` in each column padded into one array (``pad_rows``), as a tokenizer
+    pads them: ``input_ids`` with ``pad_id``, every other column (attention mask, token types)
+    with 0."""
+    return {
+        key: pad_rows([rows[i] for i in items], pad_id if key == "input_ids" else 0, side, multiple)
+        for key, rows in columns.items()
+    }
+
+
+def on_device(features: Mapping[str, np.ndarray], device: str) -> dict[str, torch.Tensor]:
+    """A padded batch's arrays as torch tensors on ``device``."""
+    import torch
+
+    return {key: torch.from_numpy(value).to(device) for key, value in features.items()}

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from rerank_core.backends.batching import Tokenized, pad_rows
+from rerank_core.backends.batching import Tokenized, pad_columns
 from rerank_core.backends.calibration import calibration_pairs
 from rerank_core.backends.limits import check_max_length
 from rerank_core.backends.local import LocalModelBackend, Pairs
-from rerank_core.backends.runtimes import load_runtime
+from rerank_core.backends.runtimes import load_runtime, model_output
 from rerank_core.backends.tokens import TokenEncoder
 from rerank_core.config import PACKAGED_MINILM, BiEncoderConfig, ConfigError, is_local_path
 from rerank_core.types import clamp01
@@ -95,25 +95,18 @@ class BiEncoderBackend(LocalModelBackend):
 
     def collate(self, tokenized: Tokenized, items: list[int]) -> dict[str, np.ndarray]:
         pad = self.model.tokenizer.pad_token_id or 0
-        return {
-            key: pad_rows(
-                [rows[i] for i in items], pad if key == "input_ids" else 0, multiple=self.shape_multiple
-            )
-            for key, rows in tokenized.columns.items()
-        }
+        return pad_columns(tokenized.columns, items, pad, multiple=self.shape_multiple)
 
     def forward_batch(self, features: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Each text's normalised embedding. Normalised in numpy, as the pair scores are: this may
         run on one of OpenVINO's stream threads, where a torch op large enough to go parallel
         would start an OpenMP pool of that thread's own."""
         import numpy as np
-        import torch
 
-        if self.exported is not None:
-            out = self.exported(features).float().numpy()
-        else:
-            inputs = {key: torch.from_numpy(value).to(self.device) for key, value in features.items()}
-            out = self.model(inputs)["sentence_embedding"].float().cpu().numpy()
+        embeddings = model_output(
+            self.exported, self.model, features, self.device, "sentence_embedding"
+        )
+        out = embeddings.cpu().numpy()
         return list(out / np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), 1e-12))
 
     def pair_scores(self, tokenized: Tokenized, outputs: list[Any]) -> list[float]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rerank_core.backends.batching import Tokenized, pad_rows
+from rerank_core.backends.batching import Tokenized, on_device, pad_rows
 from rerank_core.backends.limits import check_max_length
 from rerank_core.backends.local import LocalModelBackend, Pairs
 from rerank_core.backends.prompts import Prompt, answer_scores
@@ -105,7 +105,7 @@ class CausalLMBackend(LocalModelBackend):
         """The yes-minus-no logit at each prompt's last position."""
         import torch
 
-        inputs = {key: torch.from_numpy(value).to(self.device) for key, value in features.items()}
+        inputs = on_device(features, self.device)
         logits: torch.Tensor = self.model(**inputs, logits_to_keep=1).logits[:, -1, :]
         raw = answer_scores(logits, self.yes_id, self.no_id)
         return raw.cpu().tolist()

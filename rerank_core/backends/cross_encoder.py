@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from rerank_core.backends.batching import Tokenized, length_batches, pad_rows
+from rerank_core.backends.batching import Tokenized, pad_columns
 from rerank_core.backends.calibration import calibration_pairs
 from rerank_core.backends.limits import check_max_length, check_runtime
 from rerank_core.backends.local import LocalModelBackend, Pairs
-from rerank_core.backends.runtimes import load_runtime
+from rerank_core.backends.runtimes import load_runtime, model_output
 from rerank_core.backends.tokens import TokenEncoder
 from rerank_core.config import ConfigError, CrossEncoderConfig, is_local_path
 from rerank_core.types import clamp01, sigmoid
@@ -38,7 +38,6 @@ class CrossEncoderBackend(LocalModelBackend):
     """
 
     config: CrossEncoderConfig
-    length_batches = staticmethod(length_batches)
 
     def __init__(self, name: str, config: CrossEncoderConfig) -> None:
         super().__init__(name, config)
@@ -108,26 +107,17 @@ class CrossEncoderBackend(LocalModelBackend):
     def collate(self, tokenized: Tokenized, items: list[int]) -> dict[str, np.ndarray]:
         """The items' columns padded as the tokenizer pads: ``input_ids`` with its pad token,
         the other columns with 0."""
-        return {
-            key: pad_rows(
-                [rows[i] for i in items],
-                self._pad_id if key == "input_ids" else 0,
-                self._pad_side,  # type: ignore[arg-type]
-                self.shape_multiple,
-            )
-            for key, rows in tokenized.columns.items()
-        }
+        return pad_columns(
+            tokenized.columns,
+            items,
+            self._pad_id,
+            self._pad_side,  # type: ignore[arg-type]
+            self.shape_multiple,
+        )
 
     def forward_batch(self, features: Mapping[str, np.ndarray]) -> list[float]:
         """The model's raw logits for one padded batch."""
-        import torch
-
-        if self.exported is not None:
-            logits = self.exported(features)
-        else:
-            inputs = {key: torch.from_numpy(value).to(self.device) for key, value in features.items()}
-            logits = self.model(inputs)["scores"]
-        logits = logits.float()
+        logits = model_output(self.exported, self.model, features, self.device, "scores")
         if logits.ndim == 2:
             logits = logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits[:, 0]
         return logits.cpu().tolist()

@@ -336,10 +336,6 @@ class LocalModelBackend(Backend):
                 if not self._forwards:
                     self.forward_s += time.perf_counter() - self._busy_since
 
-    async def score_pairs_async(self, pairs: Pairs) -> list[float]:
-        """Raw scores of ``pairs``: ``prepare`` then ``forward``, each on its own thread."""
-        return (await self.score_pairs_timed(list(pairs))).raw
-
     async def score_pairs_timed(self, pairs: list[tuple[str, str]]) -> ScoredPairs:
         """The in-process scorer: ``pairs`` in chunks of ``serving.max_batch_size``, the next chunk
         tokenized while the model runs the current one."""
@@ -354,6 +350,20 @@ class LocalModelBackend(Backend):
                 ahead = asyncio.ensure_future(self.prepare_async(chunks[i + 1]))
             raw += await self.forward_async(prepared)
         return ScoredPairs(raw, started, time.perf_counter())
+
+    async def close(self) -> None:
+        """Stop the engine's threads (``shutdown``)."""
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop the tokenizer's and the model's threads: a pass already running finishes, queued
+        work is dropped, and the backend scores nothing after. Safe to call more than once."""
+        # The model's pools exist once a pass asked for them (cached properties): none is made here.
+        pools = [self._prepare_thread] + [
+            self.__dict__[name] for name in ("_model_thread", "_stream_threads") if name in self.__dict__
+        ]
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     async def health_check_async(self) -> None:
         """``health_check`` on the model's own thread."""
@@ -417,9 +427,12 @@ class LocalModelBackend(Backend):
             on_cuda = torch.cuda.is_available() and self.config.runtime == "torch"
             return "cuda" if on_cuda else "cpu"
         if requested.startswith("cuda") and not torch.cuda.is_available():
-            raise BackendUnavailable(
-                f"{self.name}: device {requested!r} is configured but CUDA is not available",
-                backend=self.name,
+            # No retry or other replica on this node will find the device: the config is wrong
+            # for where it runs.
+            raise ConfigError(
+                f"backends.{self.name}.device: {requested!r} is configured but CUDA is not "
+                "available",
+                field="device",
             )
         return requested
 

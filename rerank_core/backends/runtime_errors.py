@@ -17,10 +17,21 @@ from rerank_core.errors import BackendBadRequest, BackendError, BackendUnavailab
 MAX_MESSAGE_CHARS = 300
 
 #: Phrases of torch's and OpenVINO's messages that say the input does not fit the model (its
-#: shape or names), as opposed to a device that failed. An index out of an embedding table is not
-#: one of them: positions are checked when the model loads (``limits``), so what is left is a
-#: tokenizer that does not fit its model, a broken deployment that another backend may serve.
-_INPUT_PHRASES = ("must match the size of tensor", "port for tensor name", "shape")
+#: shape or names), as opposed to a device that failed. Only these: a device's or a runtime's own
+#: failure may mention a shape in passing, and that stays retryable. An index out of an embedding
+#: table is not one of them either: positions are checked when the model loads (``limits``), so
+#: what is left is a tokenizer that does not fit its model, a broken deployment that another
+#: backend may serve.
+_INPUT_PHRASES = (
+    # torch: a broadcast, a matmul, a view or a concatenation of the wrong sizes.
+    "must match the size of tensor",
+    "shapes cannot be multiplied",
+    "is invalid for input of size",
+    "sizes of tensors must match",
+    # OpenVINO: an input name the model lacks, an input tensor of a shape the model refuses.
+    "port for tensor name",
+    "because the model input (shape=",
+)
 #: ONNX Runtime's exception classes that say the input does not fit the graph.
 _ORT_INPUT_ERRORS = {"InvalidArgument"}
 _ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*")

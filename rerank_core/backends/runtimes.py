@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from rerank_core.backends.batching import on_device
 from rerank_core.backends.exports import (
     RUNTIME_PACKAGES,
     ExportInfo,
@@ -170,3 +171,18 @@ def load_runtime(
             backend=name,
             field="runtime",
         ) from exc
+
+
+def model_output(
+    exported: ExportedModel | None,
+    model: torch.nn.Module,
+    features: Mapping[str, Any],
+    device: str,
+    output_key: str,
+) -> torch.Tensor:
+    """One pass of a sentence-transformers model over a padded batch: its ``output_key`` as
+    float32, from the export in its runtime where there is one, else from ``model`` on
+    ``device``."""
+    if exported is not None:
+        return exported(features).float()
+    return model(on_device(features, device))[output_key].float()

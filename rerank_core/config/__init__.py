@@ -33,6 +33,7 @@ from rerank_core.config.service import (
     ServiceConfig,
     load_app_args,
     load_config,
+    read_yaml,
 )
 
 __all__ = [
@@ -63,5 +64,6 @@ __all__ = [
     "is_local_path",
     "load_app_args",
     "load_config",
+    "read_yaml",
     "resolve_secret",
 ]

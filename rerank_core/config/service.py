@@ -216,16 +216,25 @@ def _format_validation_error(exc: ValidationError) -> str:
     return "invalid configuration: " + "; ".join(lines)
 
 
+def read_yaml(path: str | Path) -> Any:
+    """The content of the YAML file at ``path``; a file that cannot be read or parsed raises
+    ``ConfigError`` with a one-line message naming the file and the problem (and where it lies)."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration {path}: {exc.strerror or exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ConfigError(f"configuration {path} is not valid YAML: {problem}{where}") from None
+
+
 def load_config(source: dict[str, Any] | str | Path) -> ServiceConfig:
     """Validate a dict, or read and validate a YAML file, raising ``ConfigError`` naming the field."""
-    if isinstance(source, str | Path):
-        path = Path(source)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read configuration {path}: {exc}") from None
-    else:
-        data = source
+    data = read_yaml(source) if isinstance(source, str | Path) else source
     if not isinstance(data, dict):
         raise ConfigError("configuration must be a mapping")
     try:
@@ -237,6 +246,8 @@ def load_config(source: dict[str, Any] | str | Path) -> ServiceConfig:
 def load_app_args(args: dict[str, Any]) -> ServiceConfig:
     """The service configuration a Serve application's ``args`` hold: inline under ``service``
     (a mapping) or in the YAML file named by ``config_file``."""
+    if not isinstance(args, dict):
+        raise ConfigError("the application's args must be a mapping")
     if "service" in args:
         return load_config(args["service"])
     if "config_file" in args:

@@ -8,9 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from rerank_client.client import AsyncRerankClient, RerankClient, ServiceError
+from rerank_client.client import AsyncRerankClient, RerankClient
+from rerank_client.errors import MalformedAnswer, ServiceError, ServiceTimeout, ServiceUnreachable
 from rerank_core.errors import (
     AllBackendsFailed,
+    BackendError,
     BackendRateLimited,
     BackendTimeout,
     BackendUnavailable,
@@ -20,6 +22,7 @@ from rerank_core.errors import (
     Unauthorized,
     UnknownModel,
 )
+from rerank_wire.status import status_of
 from tests.stubs.stub_service import build_stub_app, serve_in_thread
 
 KEY = "sk-test-secret-123"
@@ -52,7 +55,7 @@ def test_error_bodies_map_to_typed_errors(
     with RerankClient(stub_url, api_key=KEY) as client, pytest.raises(error) as info:
         client.rerank(query, ["doc"])
     assert type(info.value) is error
-    assert info.value.http_status == status
+    assert status_of(info.value) == status
     assert info.value.message.startswith("stub ")
     if error is UnknownModel:
         assert info.value.field == "model"
@@ -71,7 +74,7 @@ def test_non_json_and_malformed_answers(stub_url: str) -> None:
         with pytest.raises(ServiceError) as info:
             client.rerank("notjson", ["doc"])
         assert (info.value.status, info.value.type) == (502, "http_error")
-        with pytest.raises(BackendUnavailable, match="lacks a valid field"):
+        with pytest.raises(MalformedAnswer, match="lacks a valid field"):
             client.rerank("malformed", ["doc"])
 
 
@@ -85,17 +88,19 @@ def test_api_key_is_sent_and_never_shown(stub_url: str) -> None:
 
 
 def test_timeout_and_connection_refused_are_retryable_errors(stub_url: str) -> None:
-    with RerankClient(stub_url, api_key=KEY, timeout=0.3) as client, pytest.raises(BackendTimeout):
+    with RerankClient(stub_url, api_key=KEY, timeout=0.3) as client, pytest.raises(ServiceTimeout):
         client.rerank("slow", ["doc"])
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed_port = sock.getsockname()[1]  # bound, never listening: connections are refused
         with (
             RerankClient(f"http://127.0.0.1:{closed_port}") as client,
-            pytest.raises(BackendUnavailable) as info,
+            pytest.raises(ServiceUnreachable) as info,
         ):
             client.rerank("q", ["doc"])
     assert info.value.retryable
+    # The client's own failure, not one of the service's backends.
+    assert not isinstance(info.value, BackendError)
 
 
 def test_health_report_is_returned_even_when_unhealthy() -> None:
@@ -120,7 +125,7 @@ def test_the_client_does_not_import_langchain() -> None:
 
 
 def test_every_error_type_of_the_service_maps_to_a_typed_error() -> None:
-    from rerank_client.client import _TYPED, error_from_response
+    from rerank_client.errors import _TYPED, error_from_response
     from rerank_core import errors
 
     assert "http_error" in _TYPED and "malformed_body" in _TYPED
@@ -128,4 +133,4 @@ def test_every_error_type_of_the_service_maps_to_a_typed_error() -> None:
         err = error_from_response(418, {"error": {"type": code, "message": "m", "field": "f"}})
         assert isinstance(err, cls) and isinstance(err, errors.RerankError), code
     routed = error_from_response(405, {"error": {"type": "http_error", "message": "Method Not Allowed"}})
-    assert routed.http_status == 405
+    assert status_of(routed) == 405

@@ -92,3 +92,19 @@ async def test_the_score_cache_answers_repeats(
     assert again.timing is not None and again.timing.cached == len(DOCUMENTS)
     assert again.timing.pairs == 0
     assert again.results == first.results
+
+
+async def test_close_stops_the_engines_threads(tiny_model_dir: Path) -> None:
+    # A name of its own: the threads of other tests' backends are not this one's.
+    backend = build_backend("closing", CrossEncoderConfig(model=str(tiny_model_dir), device="cpu"))
+    assert isinstance(backend, LocalModelBackend)
+    await backend.answer(RankRequest(EX.query, DOCUMENTS[:4], None))
+    mine = [t for t in threading.enumerate() if t.name.startswith("closing-")]
+    assert {t.name.rsplit("_", 1)[0] for t in mine} == {"closing-pre", "closing-model"}
+    await backend.close()
+    for thread in mine:
+        thread.join(timeout=10)
+    assert not any(t.is_alive() for t in mine)
+    with pytest.raises(RuntimeError):
+        await backend.answer(RankRequest(EX.query, ["a new document"], None))
+    await backend.close()  # a second close is harmless

@@ -1,12 +1,12 @@
-"""The one table that maps the core's typed errors to HTTP statuses."""
+"""The one table that maps the core's typed errors to HTTP statuses, and the Router's answers by it."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from deployments.http_errors import STATUS, RouteError, status_of
 from rerank_core import errors
 from rerank_core.config import ConfigError
+from rerank_wire.status import STATUS, HttpError, status_of
 
 
 def test_every_error_kind_has_its_status() -> None:
@@ -27,7 +27,7 @@ def test_every_error_kind_has_its_status() -> None:
     for cls, status in expected.items():
         assert status_of(cls("m")) == status, cls
     assert status_of(errors.AllBackendsFailed("m", skipped=[])) == 503
-    assert status_of(RouteError("Method Not Allowed", 405)) == 405
+    assert status_of(HttpError("Method Not Allowed", 405)) == 405
     # Every class of the core's errors module is answered by the table, none by accident.
     kinds = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.RerankError)]
     assert all(any(issubclass(k, base) for base in STATUS) for k in kinds)

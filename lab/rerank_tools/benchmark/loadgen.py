@@ -40,13 +40,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from rerank_client.client import AsyncRerankClient
-from rerank_core.errors import (
-    BackendError,
-    BackendRateLimited,
-    BackendTimeout,
-    BackendUnavailable,
-    RerankError,
-)
+from rerank_client.errors import ServiceTimeout, ServiceUnreachable
+from rerank_core.errors import BackendError, BackendRateLimited, RerankError
 from rerank_tools.evaluation.loaders import DatasetError, read_candidates
 from rerank_tools.latency import latency_summary
 
@@ -152,9 +147,9 @@ async def post_infinity(
     try:
         response = await http.post("/rerank", json=infinity_body(sample, model, top_n))
     except httpx.TimeoutException:
-        raise BackendTimeout("request timed out", backend="infinity") from None
+        raise ServiceTimeout("request timed out") from None
     except httpx.TransportError as exc:
-        raise BackendUnavailable(type(exc).__name__, backend="infinity") from None
+        raise ServiceUnreachable(type(exc).__name__) from None
     if response.status_code == 429:
         raise BackendRateLimited("429", backend="infinity")
     if response.status_code != 200:

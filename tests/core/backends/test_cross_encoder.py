@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from rerank_core.backends import build_backend
+from rerank_core.backends.batching import length_batches
 from rerank_core.backends.cross_encoder import CrossEncoderBackend
 from rerank_core.config import ConfigError, CrossEncoderConfig, load_config
 from rerank_core.errors import BackendUnavailable, InvalidRequest
@@ -166,7 +167,7 @@ def test_batches_are_cut_where_padding_costs_more_than_a_pass(seed: int) -> None
         rng.choice([200, 400, 5000]),
         rng.choice([0, 16, 64, 500]),
     )
-    batches = CrossEncoderBackend.length_batches(lengths, max_items, max_tokens, cost)
+    batches = length_batches(lengths, max_items, max_tokens, cost)
 
     # Every index once, longest first, each batch under both caps (a lone long item excepted).
     flat = [i for batch in batches for i in batch]
@@ -334,3 +335,13 @@ def test_the_event_loop_stays_free_while_scoring(backend: CrossEncoderBackend) -
         return ticks
 
     assert asyncio.run(both()) > 1
+
+
+def test_a_gpu_configured_where_there_is_none_is_a_config_error(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config = CrossEncoderConfig(model=str(tiny_model_dir), device="cuda")
+    # Refused at load, naming the field, and not a retryable backend failure.
+    with pytest.raises(ConfigError, match=r"backends\.tiny\.device: 'cuda'.*CUDA is not available"):
+        build_backend("tiny", config)

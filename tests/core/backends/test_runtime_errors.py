@@ -22,6 +22,12 @@ OPENVINO_PORT = (
     "Port for tensor name token_type_ids was not found.\n\n"
 )
 
+OPENVINO_SHAPE = (
+    "Exception from src/inference/src/cpp/infer_request.cpp:223:\n"
+    "Can't set the input tensor with name: input_ids, because the model input (shape=[?,128]) "
+    "and the tensor (shape=(4.300)) are incompatible\n"
+)
+
 
 @pytest.mark.parametrize(
     ("exc", "kind", "message"),
@@ -41,6 +47,38 @@ OPENVINO_PORT = (
             RuntimeError("The size of tensor a (576) must match the size of tensor b (512)"),
             BackendBadRequest,
             "The size of tensor a (576) must match the size of tensor b (512)",
+        ),
+        (
+            RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x384 and 768x1)"),
+            BackendBadRequest,
+            "mat1 and mat2 shapes cannot be multiplied (4x384 and 768x1)",
+        ),
+        (
+            RuntimeError("shape '[4, -1, 12, 32]' is invalid for input of size 1000"),
+            BackendBadRequest,
+            "shape '[4, -1, 12, 32]' is invalid for input of size 1000",
+        ),
+        (
+            RuntimeError(OPENVINO_SHAPE),
+            BackendBadRequest,
+            "Can't set the input tensor with name: input_ids, because the model input "
+            "(shape=[?,128]) and the tensor (shape=(4.300)) are incompatible",
+        ),
+        # A device's or runtime's own failure that mentions a shape in passing stays retryable.
+        (
+            RuntimeError("CUDA error: an illegal memory access was encountered (kernel shape 4x512)"),
+            BackendUnavailable,
+            "CUDA error: an illegal memory access was encountered (kernel shape 4x512)",
+        ),
+        (
+            RuntimeError("cuDNN error: CUDNN_STATUS_EXECUTION_FAILED for input shape [4, 512]"),
+            BackendUnavailable,
+            "cuDNN error: CUDNN_STATUS_EXECUTION_FAILED for input shape [4, 512]",
+        ),
+        (
+            RuntimeError("could not allocate memory for a tensor of shape [64, 512, 384]"),
+            BackendUnavailable,
+            "could not allocate memory for a tensor of shape [64, 512, 384]",
         ),
         # A token id past the embedding table: the tokenizer does not fit the model.
         (IndexError("index out of range in self"), BackendUnavailable, "index out of range in self"),
