@@ -89,10 +89,13 @@ def install_error_handlers(api: FastAPI) -> None:
     @api.exception_handler(RerankError)
     async def _rerank_error(request: Request, exc: RerankError) -> JSONResponse:
         if isinstance(exc, BackendRateLimited):
-            # Paced: a client that resends at once comes back after the hold, not in a loop.
-            hold = min(getattr(request.app.state, "refusal_hold_s", 0.0), retry_after(request, exc))
+            # Paced: a client that resends at once comes back after the hold, not in a loop; its
+            # Retry-After counts what is left of the wait once the hold is over.
+            hold = getattr(request.app.state, "refusal_hold_s", 0.0)
             if hold > 0:
                 await asyncio.sleep(hold)
+                wait = max(0.0, retry_after(request, exc) - hold)
+                return error_response(exc, request_id(request), wait)
         return answer(request, exc)
 
     @api.exception_handler(RequestValidationError)

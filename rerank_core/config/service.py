@@ -134,11 +134,13 @@ class RouterConfig(StrictModel):
     retry_after_s: float = Field(1.0, gt=0)
     """Seconds a 429 answer's ``Retry-After`` tells the client to wait (rounded up to whole
     seconds)."""
-    refusal_hold_s: float = Field(1.0, ge=0)
-    """Seconds a refusal for overload (429) is held before it is sent, at most its
-    ``Retry-After``: a client that resends at once is paced to one attempt a hold, so a storm of
-    refused resends leaves the CPU to the models (it costs the held client nothing it would not
-    have waited anyway). 0: refuse at once."""
+    refusal_hold_s: float = Field(3.0, ge=0)
+    """Seconds a refusal for overload (429) is held before it is sent; its ``Retry-After`` then
+    says what is left of the wait (0: come back now). A client that resends at once is paced to
+    one attempt a hold, so a storm of refused resends leaves the CPU to the models: each refusal
+    costs the proxy and the Router a request's parsing, which through Ray's Python proxy took
+    half the goodput at a 1 s hold (docs/operations-faults.md). A client that honours
+    ``Retry-After`` waits no longer than it was told. 0: refuse at once."""
     max_queue_wait_s: float | None = Field(10.0, gt=0)
     """Seconds of expected wait (the pairs ahead on a local model and the request's own, at its
     measured rate) past which the Router refuses a request at once, before any hop, with 429 and

@@ -130,7 +130,8 @@ def hot_config(tiny: Path, co_url: str, co_key: Path, cached_max_length: int | N
             "busy-then-api": {"backends": ["busy", "co"], "retries": 0},
             "lone-only": {"backends": ["lone"], "retries": 0},
         },
-        "router": {"num_cpus": 0.05, "retry_after_s": RETRY_AFTER_S},
+        # Refused at once (no hold), so a 429's Retry-After is the configured one whole.
+        "router": {"num_cpus": 0.05, "retry_after_s": RETRY_AFTER_S, "refusal_hold_s": 0},
     }
 
 

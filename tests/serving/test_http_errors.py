@@ -65,7 +65,7 @@ def test_a_refusal_that_knows_when_to_come_back_says_so() -> None:
     assert client.get("/vendor-429").headers["Retry-After"] == "1"
 
 
-def test_a_refusal_for_overload_is_held_for_the_hold_at_most_its_retry_after() -> None:
+def test_a_refusal_for_overload_is_held_and_its_retry_after_counts_what_is_left() -> None:
     import time
 
     from fastapi.testclient import TestClient
@@ -93,7 +93,9 @@ def test_a_refusal_for_overload_is_held_for_the_hold_at_most_its_retry_after() -
         return time.perf_counter() - started
 
     assert took("/long-queue", 429) >= 0.5  # the hold
-    assert took("/short-wait", 429) >= 0.2  # its Retry-After, shorter than the hold
+    assert client.get("/long-queue").headers["Retry-After"] == "6"  # 5.5 s left after the hold
+    assert took("/short-wait", 429) >= 0.5  # the hold, though its Retry-After was shorter
+    assert client.get("/short-wait").headers["Retry-After"] == "0"  # nothing left: come back now
     api.state.refusal_hold_s = 0.0
     assert took("/long-queue", 429) < 0.5  # 0: at once
     api.state.refusal_hold_s = 30.0
