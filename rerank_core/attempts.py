@@ -82,7 +82,12 @@ class AttemptDeadline:
                 end = min(end, started + self.timeout_s(n_pairs))
                 stall = None
         except (TimeoutError, BackendError) as exc:
-            if self.queue is not None and not isinstance(exc, BackendRateLimited):
+            # A time-out or a replica gone, not a refusal for overload nor a request the model
+            # cannot take: those say nothing of whether it answers.
+            failed = isinstance(exc, TimeoutError) or (
+                exc.retryable and not isinstance(exc, BackendRateLimited)
+            )
+            if self.queue is not None and failed:
                 self.queue.record_failure(queue_started)
             raise
         finally:

@@ -183,3 +183,25 @@ async def test_a_timed_out_attempt_stalls_a_silent_model() -> None:
     with pytest.raises(TimeoutError):
         await AttemptDeadline(route, q).run(asyncio.sleep(3600), 10)
     assert q.stalled
+
+
+async def test_a_request_the_model_cannot_take_or_a_full_queue_is_no_stall() -> None:
+    from rerank_core.errors import BackendBadRequest
+
+    q = ModelQueue("m", 1000.0, deadline_s=60)
+    deadline = AttemptDeadline(RouteSettings(timeout_s=1, min_timeout_s=1), q)
+    for error in (BackendBadRequest("cannot take it"), BackendRateLimited("full")):
+
+        async def refuse(error: Exception = error) -> None:
+            raise error
+
+        with pytest.raises(type(error)):
+            await deadline.run(refuse(), 10)
+        assert not q.stalled
+    with pytest.raises(BackendUnavailable):
+        await deadline.run(_raise(BackendUnavailable("replica gone")), 10)
+    assert q.stalled
+
+
+async def _raise(error: Exception) -> None:
+    raise error
