@@ -56,15 +56,16 @@ class AttemptDeadline:
         """The deadline of one attempt of ``n_pairs`` pairs (``attempt_timeout``)."""
         return attempt_timeout(self.route, n_pairs, self.queue)
 
-    async def run(self, call: Awaitable[_T], n_pairs: int) -> _T:
-        """``call``'s result within this attempt's deadline (``TimeoutError`` past it; the call is
-        cancelled). If the model stalls meanwhile, the deadline is cut to what the attempt's own
-        work is owed, counted from its start: attempts sent while the pairs ahead looked like work
-        do not wait for a replica that is gone. A failure of the call or its time-out is told to
-        the queue (``ModelQueue.record_failure``)."""
+    async def run(self, call: Awaitable[_T], n_pairs: int, timeout_s: float | None = None) -> _T:
+        """``call``'s result within this attempt's deadline, ``timeout_s`` where the caller has
+        worked it out already (``TimeoutError`` past it; the call is cancelled). If the model
+        stalls meanwhile, the deadline is cut to what the attempt's own work is owed, counted
+        from its start: attempts sent while the pairs ahead looked like work do not wait for a
+        replica that is gone. A failure of the call or its time-out is told to the queue
+        (``ModelQueue.record_failure``)."""
         loop = asyncio.get_running_loop()
         started, queue_started = loop.time(), self.queue.now() if self.queue else 0.0
-        end = started + self.timeout_s(n_pairs)
+        end = started + (self.timeout_s(n_pairs) if timeout_s is None else timeout_s)
         task = asyncio.ensure_future(call)
         stall = None
         if self.queue is not None and not self.queue.stalled:

@@ -215,7 +215,7 @@ class FallbackChain:
                 )
                 if deadline is None:
                     return await asyncio.wait_for(call, timeout=timeout_s)
-                return await deadline.run(call, n_pairs)
+                return await deadline.run(call, n_pairs, timeout_s)
             except TimeoutError:
                 error: BackendError = BackendTimeout(
                     f"{name} did not answer within {timeout_s:g}s", backend=name
