@@ -29,6 +29,10 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # Handles report load to the autoscaler every second (Serve's default is 10 s), so the autoscaling
 # test sees replicas come and go within seconds.
 os.environ.setdefault("RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S", "1")
+# A Router replica behind direct ingress drains for 30 s when its application is deleted, so that
+# an outside load balancer notices; the tests have none, and each of their apps' deletion waited
+# those 30 s.
+os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
 # The shipped ingress (HAProxy + throughput-optimized, as `make run`, the image and KubeRay start it),
 # so the tests exercise the path users get; set RAY_SERVE_ENABLE_HA_PROXY=0 and
 # RAY_SERVE_THROUGHPUT_OPTIMIZED=0 to test Ray's Python proxy instead. HAProxy's files and ports are
