@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import hmac
-
 from fastapi import Request
 
 from rerank_core.errors import Unauthorized, UnsupportedMediaType
 
 
 async def require_key(request: Request) -> None:
-    """With ``auth.enabled``, the request must present one of the keys as a bearer token; every
-    key is compared, without stopping early, so timing says nothing about which came close."""
-    keys: list[bytes] | None = request.app.state.service_keys
-    if keys is None:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    presented = token.strip().encode() if scheme.lower() == "bearer" else b""
-    ok = False
-    for key in keys:
-        ok |= hmac.compare_digest(presented, key)
-    if not ok:
+    """With ``auth.enabled``, the request must present a key of a tenant as a bearer token
+    (``deployments.tenancy`` looks it up by its SHA-256 digest, so timing says nothing of how
+    close a wrong key came)."""
+    if getattr(request.state, "tenant", None) is None:
         raise Unauthorized("a valid API key is required: Authorization: Bearer <key>")
 
 

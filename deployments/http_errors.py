@@ -30,7 +30,8 @@ def error_response(exc: RerankError, request_id: str, retry_after_s: float) -> J
     """The JSON error answer for ``exc``; a 429 tells the client when to come back. (The
     ``X-Request-Id`` header is Serve's proxy's: it carries the same id.)"""
     body = ErrorResponse.model_validate({"error": {**exc.to_dict(), "request_id": request_id}})
-    headers = {}
+    # A quota refusal carries its tenant's RateLimit headers.
+    headers = dict(exc.headers)
     status = status_of(exc)
     if status == 429:
         headers["Retry-After"] = f"{math.ceil(retry_after_s)}"

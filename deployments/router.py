@@ -30,6 +30,7 @@ from deployments.http_errors import install_error_handlers, request_id
 from deployments.metrics import RouterMetrics
 from deployments.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from deployments.stats import config_digest, merge_replica_stats, open_board
+from deployments.tenancy import CLASS_HEADER, Tenancy, Tenant, TenantMiddleware
 from deployments.timing import timing_headers
 from rerank_core.admission import model_queues
 from rerank_core.backends import Backend, DisabledBackend, build_enabled_backend
@@ -57,8 +58,10 @@ api = FastAPI(
     description="Reranks candidate passages with local cross-encoders or API rerankers, "
     "with fallback chains. Cohere-compatible on /v1/rerank and /v2/rerank.",
 )
-# Added last runs first: every request gets its id before the body limit can refuse it.
+# Added last runs first: every request gets its id, then its tenant (whose refusals need no body),
+# before the body limit can refuse it.
 api.add_middleware(BodyLimitMiddleware)
+api.add_middleware(TenantMiddleware)
 api.add_middleware(RequestIdMiddleware)
 install_error_handlers(api)
 
@@ -87,13 +90,12 @@ class Router:
         api.state.refusal_hold_s = router.refusal_hold_s
         # Keys are read here, in the replica, so they never travel inside the pickled app.
         auth = self.service.auth
-        keys = [k.get_secret_value().encode() for k in auth.load_keys()]
-        if auth.enabled and not keys:
-            raise RerankError(
-                f"auth is enabled but no key is set in {auth.api_keys_env}"
-                + (f" or {auth.api_keys_file}" if auth.api_keys_file else "")
-            )
-        api.state.service_keys = keys if auth.enabled else None
+        keys = [k.get_secret_value().encode() for k in auth.load_keys()] if auth.enabled else []
+        app_name = serve.get_replica_context().app_name
+        self.metrics = RouterMetrics()
+        #: Who each key belongs to, the tenants' quotas and their figures in this replica.
+        self.tenancy = Tenancy(self.service, keys, router.num_replicas, self.metrics, app=app_name)
+        api.state.tenancy = self.tenancy
         self.backends: dict[str, Backend] = {}
         #: This replica's view of each local model's queue: admission and attempt deadlines.
         self.queues = model_queues(self.service)
@@ -108,7 +110,6 @@ class Router:
         self.chains: dict[str, FallbackChain] = {}
         #: Requests being answered now; a disconnected client's request leaves this at once.
         self.in_flight = 0
-        self.metrics = RouterMetrics()
         self.stats_board = open_board()
 
     def chain_for(self, model: str | None) -> tuple[str, FallbackChain]:
@@ -120,30 +121,38 @@ class Router:
         return route_name, chain
 
     async def run(
-        self, q: RerankQuery, headers: MutableMapping[str, str]
+        self, q: RerankQuery, headers: MutableMapping[str, str], request: Request
     ) -> tuple[str, RankedResult, float]:
-        """Answer ``q`` through its route's chain within the request deadline; where its time went
-        goes into ``headers``."""
+        """Answer ``q`` for the request's tenant, through its route's chain within the request
+        deadline; where its time went, its traffic class and its tenant's quota go into
+        ``headers``."""
         start = time.perf_counter()
         limits = self.service.limits
         check_limits(q, limits)
         route_name, chain = self.chain_for(q.model)
+        tenant: Tenant = request.state.tenant
+        lane = tenant.lane(request.headers.get(CLASS_HEADER))
+        headers["X-Rerank-Class"] = lane
         status = "ok"
         backend = "-"
         self.in_flight += 1
         try:
-            result = await asyncio.wait_for(
-                chain.run(RankRequest(q.query, q.texts, q.top_n, q.long_documents)),
-                timeout=limits.request_timeout_s,
-            )
+            self.tenancy.check_route(tenant, route_name)
+            with self.tenancy.admitted(tenant):
+                await self.tenancy.admit(tenant, len(q.texts), headers)
+                result = await asyncio.wait_for(
+                    chain.run(RankRequest(q.query, q.texts, q.top_n, q.long_documents, lane=lane)),
+                    timeout=limits.request_timeout_s,
+                )
             backend = result.backend
             if result.fallback:
                 self.metrics.fallback(route_name, backend)
             # Serve's log lines carry the request id: one line says who answered and who failed.
             log.info(
-                "route %s answered by %s%s",
+                "route %s answered by %s for tenant %s%s",
                 route_name,
                 backend,
+                tenant.name,
                 "".join(f"; skipped {s.backend} ({s.reason})" for s in result.skipped),
             )
             latency = time.perf_counter() - start
@@ -151,18 +160,24 @@ class Router:
             return route_name, result, latency
         except TimeoutError:
             status = "deadline"
-            raise BackendTimeout(
+            timeout = BackendTimeout(
                 f"the request did not finish within {limits.request_timeout_s:g}s"
-            ) from None
+            )
+            timeout.headers = self.tenancy.rate_limit_headers(tenant, None)
+            raise timeout from None
         except RerankError as exc:
             status = exc.code
+            # Every answer to a limited tenant carries its quota, refusals included.
+            exc.headers = {**self.tenancy.rate_limit_headers(tenant, None), **exc.headers}
             raise
         except asyncio.CancelledError:
             status = "cancelled"
             raise
         finally:
             self.in_flight -= 1
-            self.metrics.finished(route_name, backend, status, time.perf_counter() - start)
+            self.metrics.finished(
+                route_name, backend, status, time.perf_counter() - start, tenant.name, lane
+            )
 
     @api.post(
         "/rerank",
@@ -174,7 +189,7 @@ class Router:
         """Rerank documents; the service's own request and answer."""
         q = from_service_request(body)
         headers: dict[str, str] = {}
-        route_name, result, latency = await self.run(q, headers)
+        route_name, result, latency = await self.run(q, headers, request)
         answer = RerankResponse.model_validate(
             {
                 "id": request_id(request),
@@ -201,7 +216,7 @@ class Router:
 
     async def _cohere(self, q: RerankQuery, request: Request, version: str) -> Response:
         headers: dict[str, str] = {}
-        route_name, result, _ = await self.run(q, headers)
+        route_name, result, _ = await self.run(q, headers, request)
         body = CohereResponse.model_validate(
             {
                 "id": request_id(request),
@@ -302,13 +317,23 @@ class Router:
         return info
 
     @api.get("/v1/stats", dependencies=AUTH)
-    async def stats(self) -> dict[str, Any]:
-        """Requests in flight in this router replica, and each local model's batching statistics
-        summed over every running replica (each replica's own figures under ``replicas``)."""
+    async def stats(self, request: Request) -> dict[str, Any]:
+        """Requests in flight in this router replica and its figures per tenant (every tenant
+        for an operator's key, a tenant's own for its keys), and each local model's batching
+        statistics summed over every running replica (each replica's own under ``replicas``)."""
         out: dict[str, Any] = {}
         for name, backend in self.backends.items():
             if isinstance(backend, DeploymentBackend):
                 reports = await self.stats_board.snapshot.remote(name)
                 config = config_digest(self.service.backends[name].model_dump(mode="json"))
                 out[name] = merge_replica_stats(reports, config)
-        return {"router": {"in_flight": self.in_flight}, "models": out}
+        quotas = self.tenancy.quotas
+        router = {
+            "in_flight": self.in_flight,
+            "tenants": self.tenancy.stats(request.state.tenant),
+            "quota_store": {
+                "shared": quotas.url is not None,
+                "counted_alone": quotas.counted_alone,
+            },
+        }
+        return {"router": router, "models": out}

@@ -18,6 +18,9 @@ class RerankError(Exception):
         super().__init__(message)
         self.message = message
         self.field = field
+        #: Headers its answer carries besides the status's own (a tenant's quota, set where the
+        #: request's tenant is known).
+        self.headers: dict[str, str] = {}
 
     def to_dict(self) -> dict[str, object]:
         body: dict[str, object] = {"type": self.code, "message": self.message}
@@ -60,6 +63,39 @@ class Unauthorized(RerankError):
     """The caller did not present a valid service API key."""
 
     code = "unauthorized"
+
+
+class RouteForbidden(RerankError):
+    """The caller's tenant may not use the route or backend its request names."""
+
+    code = "route_forbidden"
+
+
+class QuotaExceeded(RerankError):
+    """The caller's tenant has used up a quota: requests or pairs a minute. Refused before any
+    work; ``retry_after_s`` says when the quota has room for the request again, ``headers`` the
+    tenant's ``RateLimit-Policy`` and ``RateLimit`` (an overloaded model is ``BackendRateLimited``,
+    with another code: that refusal is no fault of the caller's tenant)."""
+
+    code = "quota_exceeded"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        retry_after_s: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, field=field)
+        self.retry_after_s = retry_after_s
+        self.headers = dict(headers or {})
+
+
+class ConcurrencyLimited(QuotaExceeded):
+    """The caller's tenant has its cap of requests in flight already."""
+
+    code = "concurrency_limited"
 
 
 class BackendError(RerankError):

@@ -11,6 +11,9 @@ from typing import Any, Literal
 #: their best overlapping window. The one definition the config, the wire contract and the backends use.
 LongDocuments = Literal["truncate", "window"]
 
+#: A request's traffic class: ``interactive`` work is served ahead of ``bulk`` work at a model.
+Lane = Literal["interactive", "bulk"]
+
 
 @dataclass(frozen=True, slots=True)
 class Document:
@@ -49,6 +52,7 @@ class RankRequest:
     documents: Sequence[str]
     top_n: int | None = None
     long_documents: LongDocuments | None = None
+    lane: Lane = "interactive"
 
 
 @dataclass(slots=True)

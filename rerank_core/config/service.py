@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, ValidationError, model_validator
 from rerank_core.config.api import CohereConfig, JinaConfig, LLMConfig, VoyageConfig
 from rerank_core.config.base import ConfigError, CustomResources, StrictModel
 from rerank_core.config.local import BiEncoderConfig, CausalLMConfig, CrossEncoderConfig
+from rerank_core.config.tenants import QuotaStoreConfig, TenantConfig
 
 BackendConfig = Annotated[
     CrossEncoderConfig
@@ -98,11 +99,13 @@ class AuthConfig(StrictModel):
 
     enabled: bool = False
     """Require ``Authorization: Bearer <key>`` on the rerank routes, ``/v1/models`` and
-    ``/v1/stats`` (``/health`` stays open)."""
+    ``/v1/stats`` (``/health`` stays open): a key of the ``default`` tenant (below) or of one of
+    ``tenants``."""
     api_keys_env: str = "RERANK_API_KEYS"
     """Comma-separated keys in this environment variable ..."""
     api_keys_file: str | None = None
-    """... and/or one key a line in this (mounted secret) file."""
+    """... and/or one key a line in this (mounted secret) file. These keys belong to the tenant
+    ``default``: unlimited and interactive unless ``tenants`` configures it."""
 
     def load_keys(self) -> list[SecretStr]:
         """Every configured key (empty when none is set)."""
@@ -173,6 +176,11 @@ class ServiceConfig(StrictModel):
     direct_backend: RouteSettings = RouteSettings()
     """The settings of a request whose ``model`` names a backend rather than a route: that backend
     alone, tried with these."""
+    tenants: dict[str, TenantConfig] = Field(default_factory=dict)
+    """Tenants by name: each API key's traffic class, quotas and routes (needs ``auth.enabled``).
+    The keys of ``auth.api_keys_env`` / ``auth.api_keys_file`` belong to ``default``."""
+    quota_store: QuotaStoreConfig = QuotaStoreConfig()
+    """Where the Router's replicas count the tenants' quotas."""
 
     @model_validator(mode="after")
     def _references_resolve(self) -> ServiceConfig:
@@ -189,7 +197,28 @@ class ServiceConfig(StrictModel):
             set(self.routes) | set(self.backends)
         ):
             raise ValueError(f"default_route {self.default_route!r} is neither a route nor a backend")
+        self._tenants_resolve()
         return self
+
+    def _tenants_resolve(self) -> None:
+        if self.tenants and not self.auth.enabled:
+            raise ValueError("tenants: a tenant is known by its key; set auth.enabled: true")
+        names = set(self.route_names())
+        owner: dict[str, str] = {}
+        for tenant, cfg in self.tenants.items():
+            for r in cfg.routes or []:
+                if r not in names:
+                    raise ValueError(
+                        f"tenants.{tenant}.routes: unknown route or backend {r!r}; "
+                        f"served: {', '.join(self.route_names())}"
+                    )
+            for digest in cfg.key_sha256:
+                if digest in owner:
+                    raise ValueError(
+                        f"tenants.{tenant}.key_sha256: a key of tenant {owner[digest]!r} too "
+                        "(each key belongs to one tenant)"
+                    )
+                owner[digest] = tenant
 
     def route_names(self) -> list[str]:
         """Every name a request may ask for: routes, then backends."""

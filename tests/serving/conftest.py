@@ -246,3 +246,79 @@ def app(
             f"http://127.0.0.1:{ray_serve}", co_ok, co_bad, co_flaky, jina_slow, config, co_refusing
         )
         serve.delete("rerank")
+
+
+#: Raw keys of the tenants app (``tenants_app``): its config holds their SHA-256 digests only.
+TENANT_KEYS = {
+    "ops": "ops-key-0c1d2e",
+    "trial": "trial-key-5e6f7a",
+    "pairs": "pairs-key-8b9c0d",
+    "capped": "capped-key-1e2f3a",
+    "restricted": "restricted-key-4b5c6d",
+    "batch": "batch-key-7e8f9a",
+}
+
+
+@dataclass
+class TenantsApp:
+    url: str
+    co: CohereStub
+    slow: CohereStub
+
+    def post(self, tenant: str, body: Any, path: str = "/rerank", **kw: Any) -> requests.Response:
+        headers = {"Authorization": f"Bearer {TENANT_KEYS[tenant]}", **kw.pop("headers", {})}
+        return requests.post(self.url + path, json=body, headers=headers, timeout=60, **kw)
+
+
+@pytest.fixture(scope="session")
+def tenants_app(ray_serve: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TenantsApp]:
+    """An application, /tenants, with auth on and a tenant for each limit: API backends only (a
+    Cohere stub, and a slow one), so a request's hop to a backend is seen by the stub."""
+    from ray import serve
+
+    from deployments.app import build_app
+    from rerank_core.config import key_digest
+
+    secrets = tmp_path_factory.mktemp("tenant-secrets")
+    (secrets / "ops").write_text(TENANT_KEYS["ops"] + "\n")
+    (secrets / "co").write_text(FAKE_CO_KEY)
+    (secrets / "batch").write_text(TENANT_KEYS["batch"] + "\n")
+
+    def digests(name: str) -> list[str]:
+        return [key_digest(TENANT_KEYS[name])]
+
+    with (
+        CohereStub(api_key=FAKE_CO_KEY) as co,
+        CohereStub(api_key=FAKE_CO_KEY, behaviour="slow", slow_s=2) as slow,
+    ):
+        backend = {"type": "cohere", "api_key_file": str(secrets / "co")}
+        config = {
+            "backends": {
+                "co": {**backend, "base_url": co.base_url},
+                "slow": {**backend, "base_url": slow.base_url, "timeout_s": 10},
+            },
+            "routes": {
+                "default": {"backends": ["co"], "retries": 0},
+                "other": {"backends": ["co"], "retries": 0},
+                "slowroute": {"backends": ["slow"], "timeout_s": 10, "retries": 0},
+            },
+            "auth": {
+                "enabled": True,
+                "api_keys_env": "RERANK_TEST_UNSET_KEYS",
+                "api_keys_file": str(secrets / "ops"),
+            },
+            "tenants": {
+                # 6 a minute in a bucket of 20 s: two at once, then one every 10 s.
+                "trial": {"key_sha256": digests("trial"), "requests_per_minute": 6},
+                # 12 pairs a minute: 4 at once, then one every 5 s.
+                "pairs": {"key_sha256": digests("pairs"), "pairs_per_minute": 12},
+                "capped": {"key_sha256": digests("capped"), "max_in_flight": 1},
+                "restricted": {"key_sha256": digests("restricted"), "routes": ["default", "co"]},
+                "batch": {"keys_file": str(secrets / "batch"), "traffic_class": "bulk"},
+            },
+            "quota_store": {"burst_s": 20},
+            "router": {"num_cpus": 0.05},
+        }
+        serve.run(build_app({"service": config}), name="tenants", route_prefix="/tenants")
+        yield TenantsApp(f"http://127.0.0.1:{ray_serve}/tenants", co, slow)
+        serve.delete("tenants")
