@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
+from typing import cast
 
 from rerank_tools.benchmark.infinity_server import CPU_DTYPES, DEFAULT_VENV
 from rerank_tools.benchmark.loadgen import CLIENT_KINDS
+from rerank_tools.benchmark.mix import RESENDS, TRAFFIC_CLASSES, MixGroup, Resend
 from rerank_tools.benchmark.runtimes import runtime_labels
 
 
@@ -44,6 +47,79 @@ def dtypes(text: str) -> list[str]:
     if not dtypes or unknown:
         raise argparse.ArgumentTypeError(f"expected dtypes among {', '.join(CPU_DTYPES)}, not {text!r}")
     return dtypes
+
+
+MIX_FIELDS = ("docs", "clients", "key_env", "class", "resend", "start")
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _positive(name: str, group: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"group {group!r}: {name} must be a positive integer, not {value!r}")
+    return number
+
+
+def mix_group(text: str) -> MixGroup:
+    """``--mix``: ``NAME:docs=N,clients=N[,key_env=VAR][,class=interactive|bulk]
+    [,resend=retry-after|now][,start=SECONDS]``, e.g. ``bulk:docs=100,clients=16,key_env=KEY_B``."""
+    name, sep, spec = text.partition(":")
+    name = name.strip()
+    if not sep or not _NAME.fullmatch(name):
+        raise argparse.ArgumentTypeError(
+            f"expected NAME:docs=N,clients=N[,key_env=VAR,class=...,resend=...,start=S], not {text!r}"
+        )
+    fields: dict[str, str] = {}
+    for item in (v.strip() for v in spec.split(",") if v.strip()):
+        key, eq, value = (part.strip() for part in item.partition("="))
+        if key not in MIX_FIELDS:
+            raise argparse.ArgumentTypeError(
+                f"group {name!r}: unknown field {key!r} (fields: {', '.join(MIX_FIELDS)})"
+            )
+        if not eq or not value:
+            raise argparse.ArgumentTypeError(f"group {name!r}: {key} needs a value ({key}=...)")
+        if key in fields:
+            raise argparse.ArgumentTypeError(f"group {name!r}: {key} given twice")
+        fields[key] = value
+    for required in ("docs", "clients"):
+        if required not in fields:
+            raise argparse.ArgumentTypeError(f"group {name!r}: {required} is required")
+    key_env = fields.get("key_env")
+    if key_env is not None and not _ENV_NAME.fullmatch(key_env):
+        raise argparse.ArgumentTypeError(
+            f"group {name!r}: key_env must name an environment variable, not {key_env!r}"
+        )
+    traffic_class = fields.get("class")
+    if traffic_class is not None and traffic_class not in TRAFFIC_CLASSES:
+        raise argparse.ArgumentTypeError(
+            f"group {name!r}: class must be one of {', '.join(TRAFFIC_CLASSES)}, not {traffic_class!r}"
+        )
+    resend = fields.get("resend", "retry-after")
+    if resend not in RESENDS:
+        raise argparse.ArgumentTypeError(
+            f"group {name!r}: resend must be one of {', '.join(RESENDS)}, not {resend!r}"
+        )
+    try:
+        start_s = float(fields.get("start", "0"))
+    except ValueError:
+        start_s = -1.0
+    if not 0 <= start_s < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"group {name!r}: start must be seconds >= 0, not {fields['start']!r}"
+        )
+    return MixGroup(
+        name=name,
+        docs=_positive("docs", name, fields["docs"]),
+        clients=_positive("clients", name, fields["clients"]),
+        key_env=key_env,
+        traffic_class=traffic_class,
+        resend=cast("Resend", resend),
+        start_s=start_s,
+    )
 
 
 def build_parser(description: str | None = None) -> argparse.ArgumentParser:
@@ -135,5 +211,12 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     overload.add_argument("--overload-base", type=int, default=8, help="clients of the unloaded cell")
     overload.add_argument("--deadline", type=float, default=60.0,
                           help="seconds past which an answer no longer counts (the deadline)")  # fmt: skip
+    mix = parser.add_argument_group("mixed traffic (against --url, instead of the sweep)")
+    mix.add_argument("--mix", type=mix_group, action="append", metavar="GROUP",
+                     help="a client group, NAME:docs=N,clients=N[,key_env=VAR][,class=interactive|bulk]"
+                     "[,resend=retry-after|now][,start=SECONDS]; repeat for each group; all run at once "
+                     "for --duration")  # fmt: skip
+    mix.add_argument("--mix-alone", action="store_true",
+                     help="first run each group alone, and report mixed/alone per group")  # fmt: skip
     parser.add_argument("--output-dir", type=Path, help="default: ./runs/bench-<timestamp>/")
     return parser

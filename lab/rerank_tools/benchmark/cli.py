@@ -15,10 +15,24 @@ measures an Infinity already running at ``--url``. ``--cells`` picks cells (``10
 documents x concurrency) instead of the grid; with it the ceiling is measured per document count.
 ``--check-scores N`` compares every target's scores on N requests with in-process ``predict``.
 
-Example::
+``--mix GROUP`` (repeated) measures mixed traffic instead of the sweep: every group at once against
+``--url``'s ``/rerank`` for ``--duration`` seconds, each with its own API key, documents per request
+and closed-loop clients, reported per group (``rerank_tools.benchmark.mix``). A group is
+``NAME:docs=N,clients=N[,key_env=VAR][,class=interactive|bulk][,resend=retry-after|now][,start=S]``:
+``key_env`` names the environment variable holding its bearer key (left out: no ``Authorization``;
+the key is never written), ``class`` is sent as ``X-Rerank-Class``, ``resend=now`` resends at once
+after a refusal instead of waiting what ``Retry-After`` says, and ``start`` delays the group by S
+seconds. ``--mix-alone`` first runs each group alone and adds mixed/alone ratios to the ``mix``
+summary.
+
+Examples::
 
     rerank-bench --url http://127.0.0.1:8000 --ceiling --naive \\
         --model-dir models/bench-minilm-l6-cross-encoder --concurrency 1,4,16,32,64 --docs 10,100
+    rerank-bench --url http://127.0.0.1:8011 --duration 30 --mix-alone \\
+        --mix interactive:docs=10,clients=1,key_env=RERANK_KEY_A,class=interactive \\
+        --mix bulk:docs=100,clients=16,key_env=RERANK_KEY_B,class=bulk \\
+        --mix storm:docs=10,clients=64,key_env=RERANK_KEY_C,resend=now,start=10
 """
 
 from __future__ import annotations
@@ -49,6 +63,7 @@ from rerank_tools.benchmark.loadgen import (
     check_loopback,
     load_traffic,
 )
+from rerank_tools.benchmark.mix import group_keys, measure_mix
 from rerank_tools.benchmark.naive_server import NaiveServer
 from rerank_tools.benchmark.overload import measure_overload
 from rerank_tools.benchmark.plot import plot_sweep
@@ -189,6 +204,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, stdout: TextI
     needs_model = args.naive or args.ceiling or args.runtimes or args.infinity or args.check_scores
     if needs_model and not args.model_dir.is_dir():
         parser.error(f"--model-dir {args.model_dir} is not a directory")
+    mix_keys = _check_mix(args, parser)
     api_key = None
     if args.api_key_env:
         api_key = os.environ.get(args.api_key_env, "").strip() or None
@@ -218,6 +234,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, stdout: TextI
                 "model_dir": str(args.model_dir) if needs_model else None,
                 "runtimes": args.runtimes,
                 "infinity": args.infinity,
+                "mix": [g.to_dict() for g in args.mix] if args.mix else None,
                 "candidates": str(candidates),
             }
         )
@@ -234,7 +251,18 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, stdout: TextI
         )
         reference = predict_reference(model) if args.check_scores else None
         served: list[CellResult] = []
-        if url and args.overload:
+        if url and args.mix:
+            _preflight(url)
+            mix_traffic = {
+                d: load_traffic(candidates, d, args.samples, seed=args.seed + d)
+                for d in dict.fromkeys(g.docs for g in args.mix)
+            }
+            measure_mix(
+                url, args.mix, mix_traffic, mix_keys, emit, duration_s=args.duration,
+                alone=args.mix_alone, warmup_requests=args.warmup, timeout_s=args.timeout,
+                model=args.model, top_n=args.top_n,
+            )  # fmt: skip
+        elif url and args.overload:
             _preflight(url)
             for samples in traffic.values():
                 result = measure_overload(
@@ -290,6 +318,32 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, stdout: TextI
         }
         emit(summary)
     return summary
+
+
+def _check_mix(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, str]:
+    """The ``--mix`` groups' keys, by group; a parser error for a mix that cannot run."""
+    if not args.mix:
+        if args.mix_alone:
+            parser.error("--mix-alone needs --mix groups")
+        return {}
+    if not args.url:
+        parser.error("--mix needs --url")
+    if args.overload:
+        parser.error("--mix and --overload are separate runs: give one")
+    if args.url_client != "service":
+        parser.error("--mix speaks the service's own /rerank: leave --url-client at service")
+    names = [g.name for g in args.mix]
+    if len(set(names)) < len(names):
+        parser.error(f"--mix: group names must differ, not {', '.join(names)}")
+    for group in args.mix:
+        if group.start_s >= args.duration:
+            parser.error(
+                f"--mix {group.name}: start={group.start_s:g} is not before --duration {args.duration:g}"
+            )
+    try:
+        return group_keys(args.mix)
+    except ValueError as exc:
+        parser.error(str(exc))
 
 
 def _preflight(url: str) -> None:

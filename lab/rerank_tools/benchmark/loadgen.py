@@ -362,12 +362,18 @@ async def requester(
         raise ValueError(f"unknown client {client!r}; known: {', '.join(CLIENT_KINDS)}")
 
 
+#: The answer headers an ``Outcome`` keeps, as sent: when to come back, and the state of the quota.
+LIMIT_HEADERS = ("Retry-After", "RateLimit", "RateLimit-Policy")
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """One request of a ``Load``: when it started (monotonic seconds), how long it took, its HTTP
     status (None: no answer: a client time-out or a refused connection), the order of the results
     (200 only), for any other status the start of the error's message, and whether a 200 was the
-    route's degraded last resort (the original order)."""
+    route's degraded last resort (the original order). For any other status, ``code`` is the error
+    body's code; ``limits`` holds the answer's ``LIMIT_HEADERS`` that were sent; ``timed_out`` says
+    that no answer came within the client's own time-out."""
 
     started: float
     elapsed_s: float
@@ -375,6 +381,23 @@ class Outcome:
     order: list[int] | None
     detail: str | None = None
     degraded: bool = False
+    code: str | None = None
+    limits: dict[str, str] = field(default_factory=dict)
+    timed_out: bool = False
+
+
+def error_code(response: httpx.Response) -> str | None:
+    """The code of an error answer's JSON body (``{"error": {"code": ...}}``, or the wire's
+    ``type``); None when the body is no such object (a proxy's page)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return None
+    code = error.get("code") or error.get("type")
+    return str(code) if code is not None else None
 
 
 async def post_outcome(http: httpx.AsyncClient, url: str, body: dict[str, Any]) -> Outcome:
@@ -385,18 +408,25 @@ async def post_outcome(http: httpx.AsyncClient, url: str, body: dict[str, Any]) 
     order: list[int] | None = None
     detail: str | None = None
     degraded = False
+    code: str | None = None
+    limits: dict[str, str] = {}
+    timed_out = False
     try:
         resp = await http.post(url, json=body)
         status = resp.status_code
+        limits = {h: resp.headers[h] for h in LIMIT_HEADERS if h in resp.headers}
         if status == 200:
             answer = resp.json()
             order = [r["index"] for r in answer["results"]]
             degraded = bool(answer.get("degraded", False))
         else:
             detail = resp.text[:200]
+            code = error_code(resp)
     except httpx.HTTPError as exc:
         detail = type(exc).__name__
-    return Outcome(started, time.monotonic() - started, status, order, detail, degraded)
+        timed_out = isinstance(exc, httpx.TimeoutException)
+    elapsed = time.monotonic() - started
+    return Outcome(started, elapsed, status, order, detail, degraded, code, limits, timed_out)
 
 
 class Load:
