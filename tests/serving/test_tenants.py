@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
 
-from tests.serving.conftest import METRICS_PORT, RAY_LOGS, TENANT_KEYS, TenantsApp
+from tests.serving.conftest import FAKE_CO_KEY, METRICS_PORT, RAY_LOGS, TENANT_KEYS, TenantsApp
 
 pytestmark = pytest.mark.serve
 
@@ -157,3 +158,61 @@ def test_no_raw_key_in_answers_logs_or_metrics(tenants_app: TenantsApp) -> None:
         leaked = [t for t, key in TENANT_KEYS.items() if key in text]
         assert not leaked, f"{path} holds the raw key of {leaked}"
     assert all(key not in metrics for key in TENANT_KEYS.values())
+
+
+def test_two_router_replicas_share_a_quota_through_redis_and_their_shares_while_it_is_down(
+    ray_serve: int, redis_server: Path, tmp_path: Path
+) -> None:
+    from ray import serve
+
+    from deployments.app import build_app
+    from rerank_core.config import key_digest
+    from rerank_tools.cluster import RedisServer
+    from tests.stubs.vendors import CohereStub
+
+    key = TENANT_KEYS["trial"]
+    server = RedisServer()
+    server.start(tmp_path / "redis.log")
+    (tmp_path / "co").write_text(FAKE_CO_KEY)
+    with CohereStub(api_key=FAKE_CO_KEY) as co:
+        config = {
+            "backends": {
+                "co": {"type": "cohere", "base_url": co.base_url, "api_key_file": str(tmp_path / "co")}
+            },
+            "auth": {"enabled": True, "api_keys_env": "RERANK_TEST_UNSET_KEYS"},
+            # 60 a minute in a bucket of 2 s: two at once over both replicas, then one a second;
+            # counted alone, each replica its share: a bucket of one.
+            "tenants": {"trial": {"key_sha256": [key_digest(key)], "requests_per_minute": 60}},
+            "quota_store": {
+                "redis_url": f"redis://127.0.0.1:{server.port}/0",
+                "burst_s": 2,
+                "retry_s": 0.5,
+            },
+            "router": {"num_cpus": 0.05, "num_replicas": 2},
+        }
+        serve.run(build_app({"service": config}), name="shared", route_prefix="/shared")
+        url = f"http://127.0.0.1:{ray_serve}/shared/rerank"
+
+        def burst(n: int) -> list[int]:
+            auth = {"Authorization": f"Bearer {key}"}
+            return [requests.post(url, json=TWO, headers=auth, timeout=30).status_code for _ in range(n)]
+
+        try:
+            # (Eight requests take well under the second that refills one.)
+            shared = burst(8)
+            assert set(shared) == {200, 429} and shared.count(200) == 2, shared
+            assert server.keys("quota:trial") == ["shared:quota:trial:requests"]
+            server.stop()
+            time.sleep(2.5)  # the buckets refill
+            # Each replica its share: never everyone refused, never all granted.
+            alone = burst(8)
+            assert set(alone) <= {200, 429} and 1 <= alone.count(200) <= 2, alone
+            server.start(tmp_path / "redis.log")
+            time.sleep(2.5)  # past retry_s the replicas ask Redis again (a fresh one: a full bucket)
+            assert server.keys("quota:trial") == []
+            back = burst(8)
+            assert set(back) == {200, 429} and back.count(200) == 2, back
+            assert server.keys("quota:trial") == ["shared:quota:trial:requests"]
+        finally:
+            serve.delete("shared")
+            server.stop()
