@@ -10,7 +10,7 @@ from pathlib import Path
 
 import requests
 
-from tests.serving.conftest import METRICS_PORT, ServedApp
+from tests.serving.conftest import METRICS_PORT, ServedApp, TenantsApp
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "k8s" / "grafana" / "rerank-service.json"
 METRIC = re.compile(r"\b(ray_[a-z0-9_]+)")
@@ -45,9 +45,12 @@ def exported(text: str) -> dict[str, set[str]]:
     return out
 
 
-def test_every_metric_the_dashboard_names_is_exported(app: ServedApp) -> None:
+def test_every_metric_the_dashboard_names_is_exported(app: ServedApp, tenants_app: TenantsApp) -> None:
     for model in ("default", "with-fallback"):
         assert app.post("/rerank", {"query": "q", "documents": ["a", "b"], "model": model}).ok
+    # A tenant's refusal, so that the refusals metric has a series.
+    refused = tenants_app.post("restricted", {"query": "q", "documents": ["a"], "model": "other"})
+    assert refused.status_code == 403
     need = wanted()
     assert {"ray_rerank_requests_total", "ray_rerank_fallbacks_total"} <= set(need)
     missing: dict[str, set[str]] = dict(need)
