@@ -13,6 +13,7 @@
 #     HAProxy + throughput-optimized), direct (throughput-optimized, direct ingress, no HAProxy), or
 #     proxy (Ray's classic Python proxy, both switches off)
 #   SERVICE_ONLY=1   measure the service alone: no ceiling, no naive server in the same run
+#   ROUTER_REPLICAS=2   the Router's replicas (router.num_replicas) in the served configuration
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RAY_AUTH_MODE="${RAY_AUTH_MODE:-disabled}" HF_HUB_OFFLINE=1 RAY_USAGE_STATS_ENABLED=0
@@ -27,20 +28,23 @@ BASE_CONFIG="${CONFIG:-benchmarks/serve_bench.yaml}"
 CONFIG="$BASE_CONFIG"
 RUNTIME_FLAGS=()
 [ -n "${RUNTIME:-}" ] && RUNTIME_FLAGS=(--runtimes "$RUNTIME")
-if [ -n "${RUNTIME:-}" ] || [ "$MODEL" != "$BENCH_MODEL" ]; then
+if [ -n "${RUNTIME:-}" ] || [ "$MODEL" != "$BENCH_MODEL" ] || [ -n "${ROUTER_REPLICAS:-}" ]; then
   CONFIG="$OUT/$(basename "$BASE_CONFIG" .yaml)-served.yaml"
-  "$VENV/bin/python" - "$BASE_CONFIG" "$CONFIG" "${RUNTIME:-}" "$MODEL" <<'PYEOF'
+  "$VENV/bin/python" - "$BASE_CONFIG" "$CONFIG" "${RUNTIME:-}" "$MODEL" "${ROUTER_REPLICAS:-}" <<'PYEOF'
 import sys
 
 import yaml
 
 from rerank_tools.benchmark.runtimes import RUNTIME_LABELS
 
-base, out, label, model = sys.argv[1:]
+base, out, label, model, replicas = sys.argv[1:]
 with open(base) as f:
     config = yaml.safe_load(f)
-backend = config["applications"][0]["args"]["service"]["backends"]["bench"]
+service = config["applications"][0]["args"]["service"]
+backend = service["backends"]["bench"]
 backend["model"] = model
+if replicas:
+    service.setdefault("router", {})["num_replicas"] = int(replicas)
 if label:
     if label not in RUNTIME_LABELS:
         sys.exit(f"RUNTIME={label}: not one of {', '.join(RUNTIME_LABELS)}")

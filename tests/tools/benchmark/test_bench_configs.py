@@ -29,3 +29,15 @@ def test_fast_config_is_the_bench_service_in_openvino_bf16() -> None:
     assert (fast_model.runtime, fast_model.cpu_dtype) == ("openvino", "bfloat16")
     assert (bench_model.runtime, bench_model.cpu_dtype) == ("torch", "float32")
     assert fast_model.model == bench_model.model
+
+
+def test_tenants_config_is_the_fast_service_with_tenants() -> None:
+    fast, tenants = read("serve_fast.yaml"), read("serve_tenants.yaml")
+    (fast_app,), (tenants_app,) = fast["applications"], tenants["applications"]
+    fast_service, tenants_service = load_app_args(fast_app["args"]), load_app_args(tenants_app["args"])
+    assert tenants["http_options"] == fast["http_options"]
+    same = {"backends", "routes", "limits", "router"}
+    assert tenants_service.model_dump(include=same) == fast_service.model_dump(include=same)
+    assert tenants_service.auth.enabled
+    classes = {name: t.traffic_class for name, t in tenants_service.tenants.items()}
+    assert classes == {"interactive": "interactive", "bulk": "bulk", "limited": "interactive"}
