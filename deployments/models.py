@@ -17,7 +17,7 @@ from rerank_core.backends import LocalModelBackend, build_backend
 from rerank_core.backends.local import ScoredPairs
 from rerank_core.config import BackendConfig, ServingConfig
 from rerank_core.errors import BackendRateLimited
-from rerank_core.types import Answer, RankRequest
+from rerank_core.types import Answer, Lane, RankRequest
 
 log = logging.getLogger("ray.serve")
 
@@ -150,15 +150,20 @@ class LocalModelDeployment:
             start += len(chunk)
         return out
 
-    async def score_pairs(self, pairs: Pairs) -> ScoredPairs:
+    async def score_pairs(self, pairs: Pairs, lane: Lane) -> ScoredPairs:
         """The engine's scorer here: ``pairs`` through the cross-request batches, refused at once
-        past ``max_pending_pairs``."""
-        bound = self.config.serving.max_pending_pairs
+        past ``max_pending_pairs`` (bulk: past its ``bulk_queue_share`` of it, so that under
+        overload bulk is refused first)."""
+        serving = self.config.serving
+        bound = serving.max_pending_pairs
+        if bound is not None and lane == "bulk":
+            bound = max(1, int(bound * serving.bulk_queue_share))
         if bound is not None and self.pending_pairs and self.pending_pairs + len(pairs) > bound:
             self.refused += 1
+            limit = "bulk may fill" if lane == "bulk" else "max_pending_pairs is"
             raise BackendRateLimited(
                 f"model {self.name} is overloaded: {self.pending_pairs} pairs pending, "
-                f"max_pending_pairs is {bound}",
+                f"{limit} {bound}",
                 backend=self.name,
             )
         self.pending_pairs += len(pairs)

@@ -66,6 +66,11 @@ class ServingConfig(StrictModel):
     """False: a request that finds the replica alone (no other request in flight within the last
     second) is batched at once, since no company is coming to share its batch: a lone request
     does not pay the wait. True: every batch waits ``batch_wait_timeout_s``."""
+    bulk_queue_share: float = Field(0.5, gt=0, le=1)
+    """The share of the model's queue bounds that bulk requests may fill, so that under overload
+    bulk is refused before interactive: a replica refuses a bulk request past this share of
+    ``max_pending_pairs``, the Router past this share of its ``max_queue_wait_s`` (the expected
+    wait). 1: bulk is refused no sooner than interactive."""
     score_cache_mib: float = Field(64.0, ge=0)
     """Memory for the replica's cache of raw scores by (model, query, document); 0 turns it off."""
 
