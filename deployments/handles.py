@@ -38,7 +38,7 @@ class DeploymentBackend(Backend):
     async def answer(self, request: RankRequest) -> Answer:
         # Refused here, before any hop to a replica, when the answer would come past the deadline.
         n = len(request.documents)
-        self.queue.admit(n)
+        self.queue.admit(n, request.lane)
         with self.queue.outstanding(n):
             return await self._call(request)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import Counter as TallyCounter
-from typing import Any
+from contextlib import nullcontext
+from typing import Any, get_args
 
 from pydantic import TypeAdapter
 from ray import serve
@@ -17,7 +19,8 @@ from rerank_core.backends import LocalModelBackend, build_backend
 from rerank_core.backends.local import ScoredPairs
 from rerank_core.config import BackendConfig, ServingConfig
 from rerank_core.errors import BackendRateLimited
-from rerank_core.types import Answer, RankRequest
+from rerank_core.lanes import BulkGate
+from rerank_core.types import Answer, Lane, RankRequest
 
 log = logging.getLogger("ray.serve")
 
@@ -25,11 +28,20 @@ _CONFIG = TypeAdapter(BackendConfig)
 
 #: A replica that had no second request in flight for this long is "alone": its next request is
 #: batched at once instead of waiting ``batch_wait_timeout_s`` for company (``batch_wait_alone``).
+#: Interactive work counts as present at the bulk gate for as long after its last request.
 COMPANY_WINDOW_S = 1.0
 
-#: Chunks of one request in the batch queue at once: one being scored and the next ready behind
-#: it keep the model busy, and a small request arriving meanwhile waits behind two chunks at most.
+#: Chunks of one interactive request in the batch queue at once: one being scored and the next
+#: ready behind it keep the model busy, and a small request arriving meanwhile waits behind two
+#: chunks at most.
 CHUNKS_IN_FLIGHT = 2
+
+#: Batches ``score_chunk`` runs at once: one tokenized while the other is in the model.
+CONCURRENT_BATCHES = 2
+
+#: What a replica counts of each lane (``stats()["lanes"]``): requests, units and pairs sent to
+#: the batch queue, requests refused for ``max_pending_pairs``.
+LANE_FIGURES = ("requests", "units", "pairs", "refused")
 
 #: A replica sends its figures to the stats board at most this often (and once more after its last
 #: request), not once per request: an actor call per request costs the hot path CPU.
@@ -48,13 +60,17 @@ class LocalModelDeployment:
     """Serves one local model through the scoring engine (``rerank_core.backends.local``).
 
     ``answer`` hands the request to the engine (windows, score cache, relevance, top_n); the pairs
-    the cache misses come back here (``score_pairs``) and go to ``score_chunk`` as one unit, or in
-    chunks of at most ``max_batch_size`` pairs (``CHUNKS_IN_FLIGHT`` at a time) when there are
-    more; a request that would take the replica past ``max_pending_pairs`` is refused at once
-    instead (``BackendRateLimited``: a fallback or a 429 at the router). ``@serve.batch`` gathers
-    units of many requests up to ``max_batch_size`` pairs; each batch is tokenized once on the
-    engine's tokenizer thread while the previous batch runs on the model's thread. Batch size and
-    wait come from ``user_config`` and change without a restart.
+    the cache misses come back here (``score_pairs``). An interactive request's go to
+    ``score_chunk`` as one unit, or in chunks of at most ``max_batch_size`` pairs
+    (``CHUNKS_IN_FLIGHT`` at a time) when there are more; a bulk request's go in chunks of
+    ``bulk_chunk_pairs`` (about one forward pass) through the bulk gate (``rerank_core.lanes``),
+    which lets few of them into the batch queue while interactive work is present and enough to
+    fill the batches while none is. A request that would take the replica past
+    ``max_pending_pairs`` (bulk: its share of it) is refused at once instead
+    (``BackendRateLimited``: a fallback or a 429 at the router). ``@serve.batch`` gathers units of
+    many requests up to ``max_batch_size`` pairs; each batch is tokenized once on the engine's
+    tokenizer thread while the previous batch runs on the model's thread. Batch size and wait
+    come from ``user_config`` and change without a restart.
     """
 
     def __init__(self, name: str, config: dict[str, Any]) -> None:
@@ -84,8 +100,22 @@ class LocalModelDeployment:
         self.batch_wait_alone = serving.batch_wait_alone
         #: When a second request was last in flight here (``COMPANY_WINDOW_S``).
         self._company_at = -COMPANY_WINDOW_S
-        #: Units queued with no batch wait, their request alone in the replica.
+        #: When a second interactive request was last in flight here: an interactive unit's
+        #: company (bulk beside it enters a short chunk at a time, not worth waiting for).
+        self._interactive_company_at = -COMPANY_WINDOW_S
+        #: Units queued with no batch wait, no company for them in the replica.
         self.alone_units = 0
+        #: Bulk chunks' way into the batch queue, behind interactive work; its slots while no
+        #: interactive work is present are set with the batch size (``reconfigure``).
+        self.gate = BulkGate(
+            serving.bulk_chunks_beside_interactive,
+            serving.bulk_chunks_beside_interactive,
+            COMPANY_WINDOW_S,
+        )
+        #: Each lane's ``LANE_FIGURES``.
+        self.lanes: dict[Lane, dict[str, int]] = {
+            lane: dict.fromkeys(LANE_FIGURES, 0) for lane in get_args(Lane)
+        }
         self._batch_size_metric = metrics.Histogram(
             "rerank_model_batch_pairs",
             description="Pairs scored in one batched call of a local model.",
@@ -121,6 +151,10 @@ class LocalModelDeployment:
         if "max_batch_size" in user_config:
             self.max_batch_size = int(user_config["max_batch_size"])
             self.score_chunk.set_max_batch_size(self.max_batch_size)
+            # With no interactive work, bulk chunks fill every batch that runs at once.
+            beside = self.gate.beside_interactive
+            filling = math.ceil(CONCURRENT_BATCHES * self.max_batch_size / self.bulk_chunk_pairs)
+            self.gate.set_slots(beside, max(beside, filling))
         if "batch_wait_timeout_s" in user_config:
             self.batch_wait_timeout_s = float(user_config["batch_wait_timeout_s"])
             self.score_chunk.set_batch_wait_timeout_s(self.batch_wait_timeout_s)
@@ -131,7 +165,7 @@ class LocalModelDeployment:
         max_batch_size=ServingConfig.model_fields["max_batch_size"].default,
         batch_wait_timeout_s=ServingConfig.model_fields["batch_wait_timeout_s"].default,
         batch_size_fn=_pair_count,
-        max_concurrent_batches=2,
+        max_concurrent_batches=CONCURRENT_BATCHES,
     )
     async def score_chunk(self, chunks: list[Pairs]) -> list[ScoredPairs]:
         """Raw scores of each chunk of pairs in a batch gathered from many requests, with when the
@@ -150,20 +184,26 @@ class LocalModelDeployment:
             start += len(chunk)
         return out
 
-    async def score_pairs(self, pairs: Pairs) -> ScoredPairs:
+    async def score_pairs(self, pairs: Pairs, lane: Lane) -> ScoredPairs:
         """The engine's scorer here: ``pairs`` through the cross-request batches, refused at once
-        past ``max_pending_pairs``."""
-        bound = self.config.serving.max_pending_pairs
+        past ``max_pending_pairs`` (bulk: past its ``bulk_queue_share`` of it, so that under
+        overload bulk is refused first)."""
+        serving = self.config.serving
+        bound = serving.max_pending_pairs
+        if bound is not None and lane == "bulk":
+            bound = max(1, int(bound * serving.bulk_queue_share))
         if bound is not None and self.pending_pairs and self.pending_pairs + len(pairs) > bound:
             self.refused += 1
+            self.lanes[lane]["refused"] += 1
+            limit = "bulk may fill" if lane == "bulk" else "max_pending_pairs is"
             raise BackendRateLimited(
                 f"model {self.name} is overloaded: {self.pending_pairs} pairs pending, "
-                f"max_pending_pairs is {bound}",
+                f"{limit} {bound}",
                 backend=self.name,
             )
         self.pending_pairs += len(pairs)
         try:
-            chunks = await self._batched(pairs)
+            chunks = await self._batched(pairs, lane)
         finally:
             self.pending_pairs -= len(pairs)
         return ScoredPairs(
@@ -172,22 +212,41 @@ class LocalModelDeployment:
             max(c.ended for c in chunks),
         )
 
-    def _set_batch_wait(self) -> None:
-        """The wait of the batch that the next unit starts: none when this replica has been alone
-        for ``COMPANY_WINDOW_S`` (unless ``batch_wait_alone``), else ``batch_wait_timeout_s``.
-        ``@serve.batch`` reads it when a unit finds no batch gathering, and keeps it for that
-        batch."""
-        alone = time.monotonic() - self._company_at > COMPANY_WINDOW_S and not self.batch_wait_alone
+    @property
+    def bulk_chunk_pairs(self) -> int:
+        """Pairs of one bulk chunk: ``serving.bulk_chunk_pairs``, else one forward pass on each
+        of the model's streams; never more than a batch."""
+        pairs = self.config.serving.bulk_chunk_pairs or self.config.batch_size * self.backend.streams
+        return min(pairs, self.max_batch_size)
+
+    def _set_batch_wait(self, lane: Lane) -> None:
+        """The wait of the batch that the next unit starts: ``batch_wait_timeout_s`` while company
+        may come to share it, else none (unless ``batch_wait_alone``). An interactive unit's
+        company is another interactive request in flight within ``COMPANY_WINDOW_S``; a bulk
+        chunk's is any other request, except beside interactive work, where the gate holds the
+        rest of bulk back. ``@serve.batch`` reads the wait when a unit finds no batch gathering,
+        and keeps it for that batch."""
+        if lane == "bulk" and self.gate.interactive_present:
+            alone = True
+        else:
+            company_at = self._interactive_company_at if lane == "interactive" else self._company_at
+            alone = time.monotonic() - company_at > COMPANY_WINDOW_S
+        alone = alone and not self.batch_wait_alone
         wait = 0.0 if alone else self.batch_wait_timeout_s
         if alone and self.batch_wait_timeout_s:
             self.alone_units += 1
         self.score_chunk.set_batch_wait_timeout_s(wait)
 
-    async def _batched(self, pairs: Pairs) -> list[ScoredPairs]:
-        size = self.max_batch_size
+    async def _batched(self, pairs: Pairs, lane: Lane) -> list[ScoredPairs]:
+        """Scores of ``pairs`` by chunk, through the batch queue as their lane enters it."""
+        size = self.max_batch_size if lane == "interactive" else self.bulk_chunk_pairs
         chunks = [pairs[i : i + size] for i in range(0, len(pairs), size)]
         self.units += len(chunks)
-        self._set_batch_wait()
+        self.lanes[lane]["units"] += len(chunks)
+        self.lanes[lane]["pairs"] += len(pairs)
+        if lane == "bulk":
+            return list(await asyncio.gather(*(self._through_gate(chunk) for chunk in chunks)))
+        self._set_batch_wait(lane)
         if len(chunks) == 1:
             return [await self.score_chunk(chunks[0])]
         window = asyncio.Semaphore(CHUNKS_IN_FLIGHT)
@@ -198,13 +257,28 @@ class LocalModelDeployment:
 
         return list(await asyncio.gather(*(one(chunk) for chunk in chunks)))
 
+    async def _through_gate(self, chunk: Pairs) -> ScoredPairs:
+        """One bulk chunk's scores; it is in the batch queue only while it holds a slot of the
+        gate, and a cancelled one (its client gone, its attempt past the deadline) frees its
+        place."""
+        async with self.gate.bulk():
+            self._set_batch_wait("bulk")
+            return await self.score_chunk(chunk)
+
     async def answer(self, request: RankRequest) -> Answer:
-        """The engine's answer to ``request`` (ranking and timing), through the shared batches."""
+        """The engine's answer to ``request`` (ranking and timing), through the shared batches;
+        an interactive request holds the bulk gate to its share while it is answered."""
+        lane = request.lane
+        self.lanes[lane]["requests"] += 1
         self.in_flight += 1
+        now = time.monotonic()
         if self.in_flight > 1:
-            self._company_at = time.monotonic()
+            self._company_at = now
         try:
-            return await self.backend.answer(request)
+            with self.gate.interactive() if lane == "interactive" else nullcontext():
+                if self.gate.interactive_in_flight > 1:
+                    self._interactive_company_at = now
+                return await self.backend.answer(request)
         finally:
             self.in_flight -= 1
             self._count_cache_lookups()
@@ -231,8 +305,8 @@ class LocalModelDeployment:
 
     def stats(self) -> dict[str, Any]:
         """This replica's batching and cache statistics: batches by size in pairs (``{"batches":
-        n, "pairs": n, "sizes": {size: count}}``), units queued, current settings, cache hits and
-        misses."""
+        n, "pairs": n, "sizes": {size: count}}``), units queued, each lane's figures, current
+        settings, cache hits and misses."""
         return {
             "config": self.config_digest,
             "device": self.backend.device,
@@ -245,9 +319,15 @@ class LocalModelDeployment:
             "max_batch_size": self.max_batch_size,
             "batch_wait_timeout_s": self.batch_wait_timeout_s,
             "batch_wait_alone": self.batch_wait_alone,
-            # Units queued with no batch wait: their request was alone in the replica.
+            # Units queued with no batch wait: no company was coming to share their batch.
             "alone_units": self.alone_units,
             "units": self.units,
+            "bulk_chunk_pairs": self.bulk_chunk_pairs,
+            # Each lane's figures; bulk's with its chunks in the batch queue and waiting at the gate.
+            "lanes": {
+                "interactive": dict(self.lanes["interactive"]),
+                "bulk": {**self.lanes["bulk"], "inside": self.gate.inside, "waiting": self.gate.waiting},
+            },
             "batches": sum(self._batch_sizes.values()),
             "pairs": sum(s * c for s, c in self._batch_sizes.items()),
             "sizes": {str(s): c for s, c in sorted(self._batch_sizes.items())},

@@ -99,8 +99,8 @@ SUMMED = ("in_flight", "pending_pairs", "refused", "busy_s", "units", "batches",
 
 def merge_replica_stats(reports: dict[str, dict[str, Any]], config: str) -> dict[str, Any]:
     """One model's figures from its replicas' reports that carry the ``config`` digest: sums over
-    the replicas (counts, batch sizes, score-cache figures), settings of the first (they share one
-    config), and every replica's own figures under ``replicas``."""
+    the replicas (counts, batch sizes, score-cache figures, each lane's counts), settings of the
+    first (they share one config), and every replica's own figures under ``replicas``."""
     replicas = {r: stats for r, stats in reports.items() if stats.get("config") == config}
     merged: dict[str, Any] = {}
     for stats in replicas.values():
@@ -116,5 +116,11 @@ def merge_replica_stats(reports: dict[str, dict[str, Any]], config: str) -> dict
     caches = [r["cache"] for r in replicas.values() if "cache" in r]
     if caches:
         merged["cache"] = {key: sum(c[key] for c in caches) for key in caches[0]}
+    lanes = [r["lanes"] for r in replicas.values() if "lanes" in r]
+    if lanes:
+        merged["lanes"] = {
+            lane: {key: sum(r[lane][key] for r in lanes) for key in figures}
+            for lane, figures in lanes[0].items()
+        }
     merged["replicas"] = replicas
     return merged

@@ -17,7 +17,7 @@ from rerank_core.config import (
     load_config,
 )
 from rerank_core.fallback import ChainMember, CircuitBreaker, FallbackChain
-from rerank_core.types import Document, RankedResult, Scored
+from rerank_core.types import Document, Lane, RankedResult, Scored
 
 __all__ = [
     "Backend",
@@ -30,6 +30,7 @@ __all__ = [
     "FallbackChain",
     "JinaConfig",
     "LLMConfig",
+    "Lane",
     "LocalModelBackend",
     "RankedResult",
     "Scored",

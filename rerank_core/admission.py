@@ -5,7 +5,8 @@ Plain Python (no Ray), kept by whoever sends a model its requests (the Router, o
 the pairs it has sent that are not answered yet, and the rate at which answers come back while
 some are outstanding. A request is refused before it is sent when the pairs ahead of it and its
 own, at that rate, would take longer than its deadline; the refusal says when the queue will have
-drained enough to take it, so a client can come back then instead of at once.
+drained enough to take it, so a client can come back then instead of at once. Bulk requests may
+wait only a share of that, so that under overload they are refused before interactive ones.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 
 from rerank_core.config import LOCAL_TYPES, ServiceConfig
 from rerank_core.errors import BackendRateLimited
+from rerank_core.types import Lane
 
 #: Seconds of busy time one rate measurement spans: long enough to cover a few batches, short
 #: enough to follow a change of replicas.
@@ -40,7 +42,9 @@ class ModelQueue:
     refused come back within seconds) and answers those it admits in a fraction of the deadline.
     ``batch_pairs`` is the model's batch (``serving.max_batch_size``): a request is answered when
     its batch ends, and the requests that arrive after it share that batch, so up to one batch of
-    company comes on top of the pairs ahead of it.
+    company comes on top of the pairs ahead of it. ``bulk_share`` is the share of ``max_wait_s``
+    a bulk request may be admitted with (``serving.bulk_queue_share``): under overload bulk is
+    refused first, and interactive requests, which the model serves ahead of bulk, keep the rest.
 
     The rate is measured only while at least a batch of pairs is out (the model saturated): with
     less, answers come back at the pace requests arrive, and pairs over busy time is a latency,
@@ -57,6 +61,7 @@ class ModelQueue:
         clock: Callable[[], float] = time.monotonic,
         batch_pairs: int = 0,
         max_wait_s: float | None = None,
+        bulk_share: float = 1.0,
     ) -> None:
         self.name = name
         self.assumed_pairs_per_s = pairs_per_s
@@ -64,6 +69,8 @@ class ModelQueue:
         share = DEADLINE_SHARE * deadline_s
         #: The longest expected wait a request is admitted with.
         self.max_wait_s = share if max_wait_s is None else min(max_wait_s, share)
+        #: The longest expected wait a bulk request is admitted with.
+        self.max_bulk_wait_s = bulk_share * self.max_wait_s
         self.batch_pairs = batch_pairs
         self._clock = clock
         #: Pairs sent and not answered yet (nor failed).
@@ -122,20 +129,22 @@ class ModelQueue:
         """This queue's clock."""
         return self._clock()
 
-    def admit(self, n_pairs: int) -> None:
+    def admit(self, n_pairs: int, lane: Lane = "interactive") -> None:
         """Raise ``BackendRateLimited`` (with ``retry_after_s``) when a request of ``n_pairs``
-        would be answered after ``max_wait_s``. A request that finds nothing ahead of it is
-        always admitted: its own size is bounded by the input limits, not by the queue."""
+        would be answered after ``max_wait_s`` (a bulk request: ``max_bulk_wait_s``). A request
+        that finds nothing ahead of it is always admitted: its own size is bounded by the input
+        limits, not by the queue."""
         self._tick()
         if self.pairs_ahead == 0:
             return
         expected = self.expected_wait_s(n_pairs)
-        allowed = self.max_wait_s
+        allowed = self.max_bulk_wait_s if lane == "bulk" else self.max_wait_s
         if expected <= allowed:
             return
+        who = "a bulk request" if lane == "bulk" else "a request"
         raise BackendRateLimited(
             f"model {self.name} is overloaded: about {expected:.0f}s of work ahead, past the "
-            f"{allowed:g}s a request may wait (its deadline: {self.deadline_s:g}s)",
+            f"{allowed:g}s {who} may wait (its deadline: {self.deadline_s:g}s)",
             backend=self.name,
             retry_after_s=max(1.0, math.ceil(expected - allowed)),
         )
@@ -193,7 +202,8 @@ def model_queues(
 ) -> dict[str, ModelQueue]:
     """A queue for each local model of ``service``, held against the request deadline
     (``limits.request_timeout_s``) and ``router.max_queue_wait_s``, starting from the model's
-    ``serving.pairs_per_s`` and batching ``serving.max_batch_size`` pairs."""
+    ``serving.pairs_per_s``, batching ``serving.max_batch_size`` pairs and leaving bulk
+    ``serving.bulk_queue_share`` of the wait."""
     return {
         name: ModelQueue(
             name,
@@ -202,6 +212,7 @@ def model_queues(
             clock=clock,
             batch_pairs=cfg.serving.max_batch_size,
             max_wait_s=service.router.max_queue_wait_s,
+            bulk_share=cfg.serving.bulk_queue_share,
         )
         for name, cfg in service.backends.items()
         if cfg.type in LOCAL_TYPES

@@ -11,7 +11,9 @@ from typing import Any, Literal
 #: their best overlapping window. The one definition the config, the wire contract and the backends use.
 LongDocuments = Literal["truncate", "window"]
 
-#: A request's traffic class: ``interactive`` work is served ahead of ``bulk`` work at a model.
+#: A request's traffic class, from its tenant: "interactive" (small, latency-bound: served first at
+#: a local model's batch queue) or "bulk" (large, throughput-bound: what interactive work leaves,
+#: refused first under overload, never starved). The one definition the config and the backends use.
 Lane = Literal["interactive", "bulk"]
 
 
@@ -45,8 +47,9 @@ class Skip:
 @dataclass(frozen=True, slots=True)
 class RankRequest:
     """One rerank request as every backend takes it: the query, the texts to rank, how many of the
-    best to keep (None: all) and how to treat documents longer than a local model's input (None:
-    the model's configured mode; API backends leave it to the vendor)."""
+    best to keep (None: all), how to treat documents longer than a local model's input (None:
+    the model's configured mode; API backends leave it to the vendor) and its traffic class
+    (``Lane``: where it queues at a local model's replica; API backends ignore it)."""
 
     query: str
     documents: Sequence[str]

@@ -44,7 +44,7 @@ from rerank_core.config import (
 )
 from rerank_core.errors import BackendUnavailable, InvalidRequest
 from rerank_core.score_cache import ScoreCache, model_fingerprint
-from rerank_core.types import Answer, ModelTiming, RankRequest, Scored, top_n_of
+from rerank_core.types import Answer, Lane, ModelTiming, RankRequest, Scored, top_n_of
 from rerank_core.windows import best_per_document, expand_documents
 
 logger = logging.getLogger(__name__)
@@ -64,9 +64,9 @@ class ScoredPairs:
     ended: float
 
 
-#: Scores pairs for ``LocalModelBackend.answer``: in-process by default, a Serve deployment's
-#: cross-request batcher when one serves the model.
-PairScorer = Callable[[list[tuple[str, str]]], Awaitable[ScoredPairs]]
+#: Scores pairs for ``LocalModelBackend.answer``, given the request's lane: in-process by default,
+#: a Serve deployment's cross-request batcher when one serves the model.
+PairScorer = Callable[[list[tuple[str, str]], Lane], Awaitable[ScoredPairs]]
 
 
 def cpu_has_bf16() -> bool:
@@ -178,22 +178,26 @@ class LocalModelBackend(Backend):
         if not request.documents:
             return Answer([], timing)
         texts, owners = self.windows_for(request.documents, request.long_documents)
-        raw = await self._raw_scores([(request.query, text) for text in texts], timing)
+        pairs = [(request.query, text) for text in texts]
+        raw = await self._raw_scores(pairs, request.lane, timing)
         best = best_per_document(raw, owners, len(request.documents))
         return Answer(top_n_of(self.scored(best), request.top_n), timing)
 
-    async def _raw_scores(self, pairs: list[tuple[str, str]], timing: ModelTiming) -> list[float]:
+    async def _raw_scores(
+        self, pairs: list[tuple[str, str]], lane: Lane, timing: ModelTiming
+    ) -> list[float]:
         """Raw scores of ``pairs``: from the cache where it holds them, the rest through
-        ``pair_scorer`` (each distinct missing pair scored once); ``timing`` filled in."""
+        ``pair_scorer`` in ``lane`` (each distinct missing pair scored once); ``timing`` filled
+        in."""
         arrived = time.perf_counter()
         if not self.cache.max_entries:
-            return self._timed(await self.pair_scorer(pairs), arrived, timing, len(pairs))
+            return self._timed(await self.pair_scorer(pairs, lane), arrived, timing, len(pairs))
         found, keys = self.cache.lookup(pairs)
         missing = list({keys[i]: pairs[i] for i, s in enumerate(found) if s is None}.items())
         timing.cached = len(pairs) - sum(1 for s in found if s is None)
         if not missing:
             return [s for s in found if s is not None]
-        scored = await self.pair_scorer([pair for _, pair in missing])
+        scored = await self.pair_scorer([pair for _, pair in missing], lane)
         raw = self._timed(scored, arrived, timing, len(missing))
         self.cache.store([key for key, _ in missing], raw)
         fresh = {key: score for (key, _), score in zip(missing, raw, strict=True)}
@@ -336,9 +340,12 @@ class LocalModelBackend(Backend):
                 if not self._forwards:
                     self.forward_s += time.perf_counter() - self._busy_since
 
-    async def score_pairs_timed(self, pairs: list[tuple[str, str]]) -> ScoredPairs:
+    async def score_pairs_timed(
+        self, pairs: list[tuple[str, str]], lane: Lane = "interactive"
+    ) -> ScoredPairs:
         """The in-process scorer: ``pairs`` in chunks of ``serving.max_batch_size``, the next chunk
-        tokenized while the model runs the current one."""
+        tokenized while the model runs the current one. ``lane`` changes nothing here: each caller
+        runs its own chunks, with no queue shared between requests to order."""
         size = self.config.serving.max_batch_size
         chunks = [pairs[i : i + size] for i in range(0, len(pairs), size)] or [[]]
         raw: list[float] = []

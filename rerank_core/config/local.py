@@ -55,17 +55,38 @@ class ServingConfig(StrictModel):
     what ``rerank-bench`` measures for the model on its hardware: too high cuts healthy attempts
     short. None: no work-bound deadline, every attempt gets the route's ``timeout_s``."""
     max_batch_size: int = Field(64, ge=1)
-    """Pairs in one ``@serve.batch`` batch; a request with more pairs enters it in chunks of
-    this size, two at a time (one scored, the next ready behind it), so a small request that
-    arrives meanwhile waits behind two chunks at most."""
+    """Pairs in one ``@serve.batch`` batch; an interactive request with more pairs enters it in
+    chunks of this size, two at a time (one scored, the next ready behind it), so a small request
+    that arrives meanwhile waits behind two chunks at most. Bulk requests enter in
+    ``bulk_chunk_pairs``."""
     batch_wait_timeout_s: float = Field(0.005, ge=0)
     """Seconds a batch waits after its first pair for more, while the replica has company:
     another request in flight within the last second (``COMPANY_WINDOW_S`` in
-    ``deployments/models.py``)."""
+    ``deployments/models.py``). An interactive request's company is another interactive one (bulk
+    enters beside it a chunk at a time, not worth waiting for); a bulk chunk let in beside
+    interactive work does not wait."""
     batch_wait_alone: bool = False
     """False: a request that finds the replica alone (no other request in flight within the last
     second) is batched at once, since no company is coming to share its batch: a lone request
     does not pay the wait. True: every batch waits ``batch_wait_timeout_s``."""
+    bulk_chunk_pairs: int | None = Field(None, ge=1)
+    """Pairs of a bulk request that enter the batch queue as one unit (at most
+    ``max_batch_size``). A batch cannot be stopped once it runs, so this bounds what an
+    interactive request that arrives finds ahead of it. None: one forward pass on each of the
+    model's streams (``batch_size`` times ``streams``; 1 stream with torch and ONNX Runtime)."""
+    bulk_chunks_beside_interactive: int = Field(1, ge=1)
+    """Bulk chunks in the batch queue at once while interactive work is present (an interactive
+    request in flight, or within the last second); the other chunks wait, in arrival order. This
+    is bulk's guaranteed share: it holds these whatever the interactive load, so it is never
+    starved. With no interactive work, bulk chunks fill two batches of ``max_batch_size`` and run
+    as fast as without lanes. 1: an interactive request waits behind one bulk chunk at most; 2:
+    the next bulk chunk is tokenized while the model runs one (more bulk throughput beside
+    interactive work, a longer interactive wait)."""
+    bulk_queue_share: float = Field(0.5, gt=0, le=1)
+    """The share of the model's queue bounds that bulk requests may fill, so that under overload
+    bulk is refused before interactive: a replica refuses a bulk request past this share of
+    ``max_pending_pairs``, the Router past this share of its ``max_queue_wait_s`` (the expected
+    wait). 1: bulk is refused no sooner than interactive."""
     score_cache_mib: float = Field(64.0, ge=0)
     """Memory for the replica's cache of raw scores by (model, query, document); 0 turns it off."""
 

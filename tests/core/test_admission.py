@@ -118,3 +118,29 @@ def test_the_rate_is_measured_only_while_a_batch_is_out() -> None:
     for _ in range(4):
         answer(queue, clock, 128, 0.64)
     assert queue.pairs_per_s == pytest.approx(200.0)
+
+
+def test_bulk_is_refused_at_its_share_of_the_wait_interactive_is_not() -> None:
+    queue = ModelQueue("m", 100.0, 60.0, clock=FakeClock(), max_wait_s=10.0, bulk_share=0.5)
+    queue.pairs_ahead = 400
+    queue.admit(100, "bulk")  # 5 s of work with its own: exactly bulk's share
+    with pytest.raises(BackendRateLimited) as refused:
+        queue.admit(200, "bulk")  # 6 s: past bulk's 5 s
+    assert refused.value.retry_after_s == 1
+    assert "5s a bulk request may wait" in refused.value.message
+    queue.admit(200)  # the same wait is well inside an interactive request's 10 s
+    queue.pairs_ahead = 0
+    queue.admit(2000, "bulk")  # alone, bulk too is admitted whatever its size
+
+
+def test_each_queue_leaves_bulk_its_models_share() -> None:
+    service = load_config(
+        {
+            "backends": {"m": {"type": "bi_encoder", "serving": {"bulk_queue_share": 0.25}},
+                         "n": {"type": "bi_encoder"}},
+            "router": {"max_queue_wait_s": 8},
+        }
+    )  # fmt: skip
+    queues = model_queues(service)
+    assert queues["m"].max_bulk_wait_s == pytest.approx(2.0)
+    assert queues["n"].max_bulk_wait_s == pytest.approx(4.0)  # the default share: half

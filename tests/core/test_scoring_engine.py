@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from rerank_core.backends import build_backend
-from rerank_core.backends.local import LocalModelBackend
+from rerank_core.backends.local import LocalModelBackend, ScoredPairs
 from rerank_core.config import BiEncoderConfig, CausalLMConfig, CrossEncoderConfig
-from rerank_core.types import RankRequest
+from rerank_core.types import Lane, RankRequest
 from tests.tiny_causal_lm import backend_config
 from tests.tiny_models import EXAMPLES
 
@@ -92,6 +92,21 @@ async def test_the_score_cache_answers_repeats(
     assert again.timing is not None and again.timing.cached == len(DOCUMENTS)
     assert again.timing.pairs == 0
     assert again.results == first.results
+
+
+async def test_the_scorer_is_told_each_requests_lane(tiny_model_dir: Path) -> None:
+    backend = family_backend("cross_encoder", tiny_model_dir, tiny_model_dir, score_cache_mib=0)
+    lanes: list[str] = []
+    scorer = backend.pair_scorer
+
+    async def recorded(pairs: list[tuple[str, str]], lane: Lane) -> ScoredPairs:
+        lanes.append(lane)
+        return await scorer(pairs, lane)
+
+    backend.pair_scorer = recorded
+    await backend.answer(RankRequest(EX.query, DOCUMENTS[:4]))
+    await backend.answer(RankRequest(EX.query, DOCUMENTS[:4], lane="bulk"))
+    assert lanes == ["interactive", "bulk"]
 
 
 async def test_close_stops_the_engines_threads(tiny_model_dir: Path) -> None:
