@@ -36,8 +36,14 @@ def test_tenants_config_is_the_fast_service_with_tenants() -> None:
     (fast_app,), (tenants_app,) = fast["applications"], tenants["applications"]
     fast_service, tenants_service = load_app_args(fast_app["args"]), load_app_args(tenants_app["args"])
     assert tenants["http_options"] == fast["http_options"]
-    same = {"backends", "routes", "limits", "router"}
+    same = {"routes", "limits", "router"}
     assert tenants_service.model_dump(include=same) == fast_service.model_dump(include=same)
+    # The same model and serving, but for how bulk work enters the batch queue.
+    fast_model = fast_service.backends["bench"].model_dump(exclude={"serving"})
+    assert tenants_service.backends["bench"].model_dump(exclude={"serving"}) == fast_model
+    bulk = {"bulk_chunk_pairs"}
+    fast_serving = fast_service.backends["bench"].serving.model_dump(exclude=bulk)
+    assert tenants_service.backends["bench"].serving.model_dump(exclude=bulk) == fast_serving
     assert tenants_service.auth.enabled
     classes = {name: t.traffic_class for name, t in tenants_service.tenants.items()}
     assert classes == {"interactive": "interactive", "bulk": "bulk", "limited": "interactive"}
