@@ -28,7 +28,6 @@ from rerank_tools.benchmark.loadgen import (
     Outcome,
     RequestSample,
     check_loopback,
-    closed_loop,
     post_outcome,
 )
 from rerank_tools.benchmark.sweep import Emit
@@ -173,27 +172,29 @@ def _headers(group: MixGroup, key: str | None) -> dict[str, str]:
 
 
 async def _run_group(
-    http: httpx.AsyncClient,
+    https: Sequence[httpx.AsyncClient],
     url: str,
     group: MixGroup,
     bodies: Sequence[dict[str, Any]],
     begun: float,
     until: float,
 ) -> GroupTally:
-    """``group``'s closed loop from its start to ``until`` (monotonic seconds)."""
+    """``group``'s closed loop from its start to ``until`` (monotonic seconds): one client on each
+    connection of ``https``."""
     await asyncio.sleep(max(0.0, begun + group.start_s - time.monotonic()))
     tally = GroupTally()
     started = time.monotonic()
 
-    async def send() -> None:
-        body = bodies[tally.sent % len(bodies)]
-        tally.sent += 1
-        outcome = await post_outcome(http, url, body)
-        tally.add(outcome)
-        if outcome.status not in (None, 200) and group.resend == "retry-after":
-            await asyncio.sleep(max(0.0, min(backoff_s(outcome), until - time.monotonic())))
+    async def client(http: httpx.AsyncClient) -> None:
+        while time.monotonic() < until:
+            body = bodies[tally.sent % len(bodies)]
+            tally.sent += 1
+            outcome = await post_outcome(http, url, body)
+            tally.add(outcome)
+            if outcome.status not in (None, 200) and group.resend == "retry-after":
+                await asyncio.sleep(max(0.0, min(backoff_s(outcome), until - time.monotonic())))
 
-    await closed_loop(group.clients, send, lambda: time.monotonic() < until)
+    await asyncio.gather(*(client(http) for http in https))
     tally.elapsed_s = max(time.monotonic() - started, 1e-9)
     return tally
 
@@ -210,9 +211,11 @@ async def run_mix(
     model: str | None = None,
     top_n: int | None = None,
 ) -> dict[str, GroupTally]:
-    """Every group at once for ``duration_s`` seconds against ``url``'s ``/rerank``, each on its own
-    connection pool and its key, after ``warmup_requests`` unmeasured requests per group sent one
-    at a time; each group's tally, by name. ``traffic`` holds the samples of each group's size."""
+    """Every group at once for ``duration_s`` seconds against ``url``'s ``/rerank``, each client of
+    a group on its own connection with the group's key (as independent clients are: one pool of many
+    connections costs the load generator more CPU per request than the service, which skews what is
+    measured), after ``warmup_requests`` unmeasured requests per group sent one at a time; each
+    group's tally, by name. ``traffic`` holds the samples of each group's size."""
     target = check_loopback(url) + "/rerank"
     bodies = {
         g.name: [
@@ -223,18 +226,22 @@ async def run_mix(
     }
     async with AsyncExitStack() as stack:
         clients = {
-            g.name: await stack.enter_async_context(
-                httpx.AsyncClient(
-                    headers=_headers(g, keys.get(g.name)),
-                    timeout=timeout_s,
-                    limits=httpx.Limits(max_connections=g.clients),
+            g.name: [
+                await stack.enter_async_context(
+                    httpx.AsyncClient(
+                        headers=_headers(g, keys.get(g.name)),
+                        timeout=timeout_s,
+                        limits=httpx.Limits(max_connections=1),
+                    )
                 )
-            )
+                for _ in range(g.clients)
+            ]
             for g in groups
         }
         for g in groups:
             for i in range(warmup_requests):
-                await post_outcome(clients[g.name], target, bodies[g.name][i % len(bodies[g.name])])
+                body = bodies[g.name][i % len(bodies[g.name])]
+                await post_outcome(clients[g.name][0], target, body)
         begun = time.monotonic()
         until = begun + duration_s
         tallies = await asyncio.gather(
