@@ -1,6 +1,7 @@
-"""ASGI middleware of the router: one request id per request, and the body-size limit.
+"""ASGI middleware of the router: one request id per request, the request's tenant (and its
+refusals that need no body), and the body-size limit.
 
-Both read their settings from the FastAPI app's ``state`` (set by the Router replica from its
+They read their settings from the FastAPI app's ``state`` (set by the Router replica from its
 configuration), so the app can be defined at module level.
 """
 
@@ -11,6 +12,7 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deployments.http_errors import error_response
+from deployments.tenancy import RERANK_PATHS, Tenancy
 from rerank_core.errors import PayloadTooLarge
 
 #: The header that carries a request's id, in and out (Serve's proxy speaks it too).
@@ -82,3 +84,37 @@ class BodyLimitMiddleware:
             return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
         await self.app(scope, replay, send)
+
+
+class TenantMiddleware:
+    """Puts the request's tenant on ``request.state.tenant`` (None: no valid key), and refuses a
+    rerank request at once, unread, while its tenant may not be admitted (``early_refusal``)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope["app"].state
+        tenancy: Tenancy = state.tenancy
+        authorization = ""
+        for name, value in scope.get("headers", []):
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+                break
+        tenant = tenancy.identify(authorization)
+        scope["state"]["tenant"] = tenant
+        # Serve's scope path keeps the application's route prefix (its root_path).
+        path = scope["path"][len(scope.get("root_path", "")) :]
+        if tenant is not None and scope["method"] == "POST" and path in RERANK_PATHS:
+            refusal = tenancy.early_refusal(tenant)
+            if refusal is not None:
+                rid = scope["state"]["request_id"]
+                response = error_response(
+                    refusal, rid, getattr(refusal, "retry_after_s", None) or state.retry_after_s
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -28,9 +28,9 @@ from deployments.auth import require_json, require_key
 from deployments.handles import UNREACHABLE, DeploymentBackend
 from deployments.http_errors import install_error_handlers, request_id
 from deployments.metrics import RouterMetrics
-from deployments.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from deployments.middleware import BodyLimitMiddleware, RequestIdMiddleware, TenantMiddleware
 from deployments.stats import config_digest, merge_replica_stats, open_board
-from deployments.tenancy import CLASS_HEADER, Tenancy, Tenant, TenantMiddleware
+from deployments.tenancy import CLASS_HEADER, Tenancy, Tenant
 from deployments.timing import timing_headers
 from rerank_core.admission import model_queues
 from rerank_core.backends import Backend, DisabledBackend, build_enabled_backend

@@ -3,10 +3,10 @@ made before any hop to a model (quotas, the cap of requests in flight, the route
 
 A presented key is looked up by its SHA-256 digest (``rerank_core.config.key_digest``); the raw key
 is dropped at once and never reaches a log line, a metric or an error: tenants are known by their
-names. ``TenantMiddleware`` refuses a tenant's requests without reading their bodies while its
-quota is used up or its cap of requests in flight is reached (a client resending at once after each
-refusal costs the Router a header lookup); the handler then counts the request's pairs once its
-body is parsed (``Tenancy.admit``).
+names. ``deployments.middleware.TenantMiddleware`` refuses a tenant's requests without reading
+their bodies while its quota is used up or its cap of requests in flight is reached (a client
+resending at once after each refusal costs the Router a header lookup); the handler then counts
+the request's pairs once its body is parsed (``Tenancy.admit``).
 """
 
 from __future__ import annotations
@@ -18,9 +18,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from starlette.types import ASGIApp, Receive, Scope, Send
-
-from deployments.http_errors import error_response
 from rerank_core.config import DEFAULT_TENANT, ServiceConfig, TenantConfig, TrafficClass, key_digest
 from rerank_core.errors import ConcurrencyLimited, QuotaExceeded, RerankError, RouteForbidden
 from rerank_core.quota import Decision, Quotas
@@ -215,37 +212,3 @@ class Tenancy:
         operators'), else the viewer's own."""
         shown = self.tenants if viewer is None or viewer.name == DEFAULT_TENANT else {viewer.name: viewer}
         return {name: t.stats() for name, t in shown.items()}
-
-
-class TenantMiddleware:
-    """Puts the request's tenant on ``request.state.tenant`` (None: no valid key), and refuses a
-    rerank request at once, unread, while its tenant may not be admitted (``early_refusal``)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        state = scope["app"].state
-        tenancy: Tenancy = state.tenancy
-        authorization = ""
-        for name, value in scope.get("headers", []):
-            if name == b"authorization":
-                authorization = value.decode("latin-1")
-                break
-        tenant = tenancy.identify(authorization)
-        scope["state"]["tenant"] = tenant
-        # Serve's scope path keeps the application's route prefix (its root_path).
-        path = scope["path"][len(scope.get("root_path", "")) :]
-        if tenant is not None and scope["method"] == "POST" and path in RERANK_PATHS:
-            refusal = tenancy.early_refusal(tenant)
-            if refusal is not None:
-                rid = scope["state"]["request_id"]
-                response = error_response(
-                    refusal, rid, getattr(refusal, "retry_after_s", None) or state.retry_after_s
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
