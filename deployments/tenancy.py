@@ -26,8 +26,6 @@ from rerank_core.quota import Decision, Quotas
 RERANK_PATHS = frozenset({"/rerank", "/v1/rerank", "/v2/rerank"})
 #: The header a request asks for a traffic class with (never above its tenant's).
 CLASS_HEADER = "x-rerank-class"
-#: Refusal reasons, as metrics and ``/v1/stats`` name them.
-REASONS = ("requests_quota", "pairs_quota", "in_flight", "route")
 
 
 class RefusalCounter(Protocol):
@@ -118,7 +116,7 @@ class Tenancy:
                 + (f" or {auth.api_keys_file}" if auth.api_keys_file else "")
                 + " nor for any tenant"
             )
-        self.quotas = Quotas({n: c for n, c in configs.items()}, service.quota_store, replicas, prefix=app)
+        self.quotas = Quotas(configs, service.quota_store, replicas, prefix=app)
 
     def identify(self, authorization: str) -> Tenant | None:
         """The tenant an ``Authorization`` header's bearer key belongs to (None: no valid key);
