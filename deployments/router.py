@@ -131,12 +131,13 @@ class Router:
         check_limits(q, limits)
         route_name, chain = self.chain_for(q.model)
         tenant: Tenant = request.state.tenant
-        lane = tenant.lane(request.headers.get(CLASS_HEADER))
-        headers["X-Rerank-Class"] = lane
+        lane = tenant.traffic_class
         status = "ok"
         backend = "-"
         self.in_flight += 1
         try:
+            lane = tenant.lane(request.headers.get(CLASS_HEADER))
+            headers["X-Rerank-Class"] = lane
             self.tenancy.check_route(tenant, route_name)
             with self.tenancy.admitted(tenant):
                 await self.tenancy.admit(tenant, len(q.texts), headers)

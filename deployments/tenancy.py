@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rerank_core.config import DEFAULT_TENANT, ServiceConfig, TenantConfig, TrafficClass, key_digest
-from rerank_core.errors import ConcurrencyLimited, QuotaExceeded, RerankError, RouteForbidden
+from rerank_core.errors import (
+    ConcurrencyLimited,
+    InvalidRequest,
+    QuotaExceeded,
+    RerankError,
+    RouteForbidden,
+)
 from rerank_core.quota import Decision, Quotas
 
 #: The paths whose requests count against a tenant's quotas.
@@ -56,10 +62,17 @@ class Tenant:
 
     def lane(self, asked: str | None) -> TrafficClass:
         """The class a request is served in: its tenant's, or bulk when the request asks for
-        bulk. Asking for more than the tenant's class gets the tenant's."""
-        if asked is not None and asked.strip().lower() == "bulk":
-            return "bulk"
-        return self.traffic_class
+        bulk. Asking for more than the tenant's class gets the tenant's; asking for a class that
+        does not exist is the caller's error."""
+        if asked is None:
+            return self.traffic_class
+        wanted = asked.strip().lower()
+        if wanted not in ("interactive", "bulk"):
+            raise InvalidRequest(
+                f"X-Rerank-Class: {asked!r} is not a traffic class (interactive or bulk)",
+                field="X-Rerank-Class",
+            )
+        return "bulk" if wanted == "bulk" else self.traffic_class
 
     def may_use(self, route: str) -> bool:
         return self.config.routes is None or route in self.config.routes

@@ -122,6 +122,13 @@ def test_the_traffic_class_a_request_is_served_in(
     assert resp.headers["X-Rerank-Class"] == served
 
 
+def test_a_class_that_does_not_exist_is_422_naming_the_header(tenants_app: TenantsApp) -> None:
+    resp = tenants_app.post("ops", TWO, headers={"X-Rerank-Class": "urgent"})
+    assert resp.status_code == 422
+    assert resp.json()["error"]["field"] == "X-Rerank-Class"
+    assert "interactive or bulk" in resp.json()["error"]["message"]
+
+
 def test_an_operator_key_sees_every_tenant(tenants_app: TenantsApp) -> None:
     stats = requests.get(
         tenants_app.url + "/v1/stats",
