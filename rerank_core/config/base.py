@@ -51,3 +51,16 @@ def resolve_secret(env_name: str, file_path: str | None = None) -> SecretStr | N
                 return SecretStr(value)
     value = os.environ.get(env_name, "").strip()
     return SecretStr(value) if value else None
+
+
+def read_keys(env_name: str | None, file_path: str | None = None) -> list[SecretStr]:
+    """Keys, comma-separated in the environment variable ``env_name`` and one a line in the
+    (mounted secret) file ``file_path``; empty when neither holds one."""
+    found: list[str] = []
+    if env_name:
+        found += [k.strip() for k in os.environ.get(env_name, "").split(",") if k.strip()]
+    if file_path:
+        path = Path(file_path)
+        if path.is_file():
+            found += [k.strip() for k in path.read_text().splitlines() if k.strip()]
+    return [SecretStr(k) for k in found]

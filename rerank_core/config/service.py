@@ -3,7 +3,6 @@ from a YAML file or the ``args`` of the Serve application."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,7 +10,7 @@ import yaml
 from pydantic import Field, SecretStr, ValidationError, model_validator
 
 from rerank_core.config.api import CohereConfig, JinaConfig, LLMConfig, VoyageConfig
-from rerank_core.config.base import ConfigError, CustomResources, StrictModel
+from rerank_core.config.base import ConfigError, CustomResources, StrictModel, read_keys
 from rerank_core.config.local import BiEncoderConfig, CausalLMConfig, CrossEncoderConfig
 from rerank_core.config.tenants import QuotaStoreConfig, TenantConfig
 
@@ -109,14 +108,7 @@ class AuthConfig(StrictModel):
 
     def load_keys(self) -> list[SecretStr]:
         """Every configured key (empty when none is set)."""
-        found: list[str] = []
-        raw = os.environ.get(self.api_keys_env, "")
-        found += [k.strip() for k in raw.split(",") if k.strip()]
-        if self.api_keys_file:
-            path = Path(self.api_keys_file)
-            if path.is_file():
-                found += [k.strip() for k in path.read_text().splitlines() if k.strip()]
-        return [SecretStr(k) for k in found]
+        return read_keys(self.api_keys_env, self.api_keys_file)
 
 
 class RouterConfig(StrictModel):

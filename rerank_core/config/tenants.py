@@ -6,11 +6,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from rerank_core.config.base import StrictModel
+from rerank_core.config.base import StrictModel, read_keys
 from rerank_core.types import Lane
 
 #: A tenant's traffic class: ``interactive`` work is served ahead of ``bulk`` work at a model.
@@ -70,14 +69,8 @@ class TenantConfig(StrictModel):
     def load_key_digests(self) -> list[str]:
         """The digests of every key of this tenant: configured ones, then those of the raw keys
         in ``keys_env`` and ``keys_file`` (read here, where the Router runs)."""
-        raw: list[str] = []
-        if self.keys_env:
-            raw += [k.strip() for k in os.environ.get(self.keys_env, "").split(",") if k.strip()]
-        if self.keys_file:
-            path = Path(self.keys_file)
-            if path.is_file():
-                raw += [k.strip() for k in path.read_text().splitlines() if k.strip()]
-        return list(self.key_sha256) + [key_digest(k) for k in raw]
+        raw = read_keys(self.keys_env, self.keys_file)
+        return list(self.key_sha256) + [key_digest(k.get_secret_value()) for k in raw]
 
     @property
     def limited(self) -> bool:
