@@ -112,9 +112,7 @@ class TenantMiddleware:
             refusal = tenancy.early_refusal(tenant)
             if refusal is not None:
                 rid = scope["state"]["request_id"]
-                response = error_response(
-                    refusal, rid, getattr(refusal, "retry_after_s", None) or state.retry_after_s
-                )
+                response = error_response(refusal, rid, refusal.retry_after_s or state.retry_after_s)
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

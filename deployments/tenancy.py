@@ -74,6 +74,11 @@ class Tenant:
             )
         return "bulk" if wanted == "bulk" else self.traffic_class
 
+    @property
+    def at_cap(self) -> bool:
+        """Whether this replica has the tenant's share of requests in flight already."""
+        return self.cap is not None and self.in_flight >= self.cap
+
     def may_use(self, route: str) -> bool:
         return self.config.routes is None or route in self.config.routes
 
@@ -142,10 +147,10 @@ class Tenancy:
         name = self.by_digest.get(key_digest(token.strip()))
         return None if name is None else self.tenants[name]
 
-    def early_refusal(self, tenant: Tenant) -> RerankError | None:
+    def early_refusal(self, tenant: Tenant) -> QuotaExceeded | None:
         """The refusal a request of ``tenant`` gets before its body is read, if any: its quota
         is used up for a while yet, or its cap of requests in flight is reached."""
-        if tenant.cap is not None and tenant.in_flight >= tenant.cap:
+        if tenant.at_cap:
             return self._refuse(tenant, "in_flight")
         if self.quotas.limited(tenant.name):
             wait = self.quotas.blocked_s(tenant.name)
@@ -161,7 +166,7 @@ class Tenancy:
     @contextmanager
     def admitted(self, tenant: Tenant) -> Iterator[None]:
         """Hold one of ``tenant``'s requests in flight, or refuse it at its cap."""
-        if tenant.cap is not None and tenant.in_flight >= tenant.cap:
+        if tenant.at_cap:
             raise self._refuse(tenant, "in_flight")
         tenant.in_flight += 1
         try:
