@@ -34,9 +34,11 @@ COPY --chown=ray:users pyproject.toml README.md ./
 COPY --chown=ray:users rerank_core rerank_core
 COPY --chown=ray:users rerank_wire rerank_wire
 COPY --chown=ray:users deployments deployments
-# The service (the rerank-service distribution: rerank_core, rerank_wire, deployments and the `rerank`
-# and `rerank-export` scripts) with its serve extra; every dependency is already there, pinned by the lock.
-RUN pip install --no-cache-dir --no-deps ".[serve]"
+COPY --chown=ray:users rerank_batch rerank_batch
+# The service (the rerank-service distribution: rerank_core, rerank_wire, deployments, rerank_batch and
+# the `rerank`, `rerank-export` and `rerank-batch` scripts) with its serve and batch extras (a RayJob
+# runs `rerank-batch` in this image); every dependency is already there, pinned by the lock.
+RUN pip install --no-cache-dir --no-deps ".[serve,batch]"
 
 # Bake the weights in: replicas start with HF_HUB_OFFLINE=1 and never wait on a download. To mount
 # them instead, build with --build-arg BAKE_MODELS= and mount a volume at $HF_HOME

@@ -105,7 +105,7 @@ lint: setup
 lock:
 	$(VENV)/bin/uv pip compile requirements/dev.in $(LOCK_FLAGS) \
 		--no-emit-package rerank-service --no-emit-package rerank-lab -o $(DEV_LOCK)
-	$(VENV)/bin/uv pip compile pyproject.toml --extra serve $(LOCK_FLAGS) -o $(SERVE_LOCK)
+	$(VENV)/bin/uv pip compile pyproject.toml --extra serve --extra batch $(LOCK_FLAGS) -o $(SERVE_LOCK)
 
 # The two benchmark models: MiniLM-L6's compute, and the near-free one (1 layer, hidden 32, the same
 # tokenizer) on which a server's throughput is its serving path's cost.
