@@ -68,7 +68,8 @@ def local_service(serve_local: dict[str, Any]) -> ServiceConfig:
 
 
 def cluster(manifest: dict[str, Any]) -> dict[str, Any]:
-    return manifest["spec"]["rayClusterConfig"]
+    """The Ray cluster's spec: a RayService's ``rayClusterConfig``, a RayJob's ``rayClusterSpec``."""
+    return manifest["spec"]["rayClusterSpec" if manifest["kind"] == "RayJob" else "rayClusterConfig"]
 
 
 def groups(manifest: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
