@@ -15,6 +15,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("RERANK_SHARED_DATA", REPO.parent / "shared" / "data"))
+K8S_SCHEMAS = Path(os.environ.get("RERANK_K8S_SCHEMAS", REPO.parent / "shared" / "k8s-schemas"))
 
 
 def skip_where_absent(reason: str) -> NoReturn:
@@ -32,6 +33,16 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "README.md").is_file():
         skip_where_absent(f"shared relevance data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def k8s_schemas() -> Path:
+    """``../shared/k8s-schemas`` (the KubeRay and Prometheus Operator CRDs, read through
+    ``tests/k8s_schema.py``). Skips where it is absent (a user's own clone); with
+    ``RERANK_REQUIRE_SHARED=1`` (set by ``.ci/run``) its absence is a failure instead."""
+    if not (K8S_SCHEMAS / "README.md").is_file():
+        skip_where_absent(f"Kubernetes CRD schemas not found at {K8S_SCHEMAS}")
+    return K8S_SCHEMAS
 
 
 @pytest.fixture(scope="session")

@@ -1,152 +1,35 @@
 """Deployment artefacts: k8s/rayservice.yaml against the RayService CRD and the service configuration,
 k8s/secret.example.yaml against the manifest.
 
-The CRD's openAPIV3Schema is checked with ``jsonschema`` as the API server would, with unknown
-fields rejected as ``kubectl apply`` (strict field validation) rejects them. What jsonschema cannot
-evaluate (the CEL rules under ``x-kubernetes-validations``) is asserted unused by the manifest.
+The CRD's openAPIV3Schema is checked as the API server would, unknown fields rejected
+(tests/k8s_schema.py); what it cannot evaluate (the CEL rules) is asserted unused by the manifest.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 import yaml
 
 from rerank_core.admission import model_queues
 from rerank_core.attempts import attempt_timeout
 from rerank_core.config import LOCAL_TYPES, PACKAGED_MINILM, ServiceConfig, load_config
+from tests.k8s_schema import CrdSchema, assert_rejected, fields_set, load_crd_schema, schema_errors
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFEST = REPO / "k8s" / "rayservice.yaml"
 SECRET_EXAMPLE = REPO / "k8s" / "secret.example.yaml"
 SERVE_CONFIG = REPO / "serve_config.yaml"
-K8S_SCHEMAS = Path(os.environ.get("RERANK_K8S_SCHEMAS", REPO.parent / "shared" / "k8s-schemas"))
 RAYSERVICE_CRD = "ray.io_rayservices.yaml"
 #: The one backend the manifest adds to serve_config.yaml.
 GPU_BACKEND = "msmarco"
-#: The CRD is a megabyte of YAML: the C parser reads it in a fraction of a second.
-_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-@pytest.fixture(scope="session")
-def k8s_schemas() -> Path:
-    """``../shared/k8s-schemas`` (the KubeRay CRDs). Skips where it is absent (a user's own clone);
-    with ``RERANK_REQUIRE_SHARED=1`` (set by ``.ci/run``) its absence is a failure instead."""
-    if not (K8S_SCHEMAS / RAYSERVICE_CRD).is_file():
-        reason = f"KubeRay CRD schemas not found at {K8S_SCHEMAS}"
-        if os.environ.get("RERANK_REQUIRE_SHARED") == "1":
-            pytest.fail(reason + " (RERANK_REQUIRE_SHARED=1)")
-        pytest.skip(reason)
-    return K8S_SCHEMAS
-
-
-# --- OpenAPI v3 (Kubernetes structural schema) into JSON Schema --------------------------------
-
-
-def openapi_to_jsonschema(node: Any, path: tuple[str, ...] = (), cel: list | None = None) -> Any:
-    """A JSON Schema (draft 4, OpenAPI 3.0's base) that accepts what the API server accepts.
-
-    - ``x-kubernetes-int-or-string: true``: an integer or a string (the pattern checks strings only);
-    - ``nullable: true``: null allowed too;
-    - an object with ``properties`` and no ``additionalProperties`` rejects unknown fields (as
-      ``kubectl apply``'s strict field validation does), unless ``x-kubernetes-preserve-unknown-fields``;
-    - other ``x-kubernetes-*`` keys are annotations for the API server and are dropped; the paths of
-      ``x-kubernetes-validations`` (CEL rules, which jsonschema cannot run) are appended to ``cel``.
-    """
-    if isinstance(node, list):
-        return [openapi_to_jsonschema(item, path, cel) for item in node]
-    if not isinstance(node, dict):
-        return node
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        if key == "properties":
-            out[key] = {
-                name: openapi_to_jsonschema(sub, (*path, name), cel) for name, sub in value.items()
-            }
-        elif key == "items":
-            out[key] = openapi_to_jsonschema(value, (*path, "[]"), cel)
-        elif key == "additionalProperties" and isinstance(value, dict):
-            out[key] = openapi_to_jsonschema(value, (*path, "{}"), cel)
-        elif key == "x-kubernetes-validations" and cel is not None:
-            cel.append(path)
-        elif not key.startswith("x-kubernetes-") and key != "nullable":
-            out[key] = openapi_to_jsonschema(value, path, cel)
-    if node.get("x-kubernetes-int-or-string"):
-        out.pop("type", None)
-        out.setdefault("anyOf", [{"type": "integer"}, {"type": "string"}])
-    if node.get("nullable") and "type" in out:
-        out["type"] = [out["type"], "null"]
-    if (
-        "properties" in node
-        and "additionalProperties" not in node
-        and not node.get("x-kubernetes-preserve-unknown-fields")
-    ):
-        out["additionalProperties"] = False
-    return out
-
-
-FORMATS = jsonschema.FormatChecker()
-
-
-@FORMATS.checks("int32")
-def _is_int32(value: object) -> bool:
-    return not isinstance(value, int) or -(2**31) <= value < 2**31
-
-
-@FORMATS.checks("int64")
-def _is_int64(value: object) -> bool:
-    return not isinstance(value, int) or -(2**63) <= value < 2**63
-
-
-def crd_version(crd: dict[str, Any], api_version: str) -> dict[str, Any]:
-    """The CRD's version entry for ``api_version`` (group/version); it must be served."""
-    group, _, version = api_version.partition("/")
-    assert crd["spec"]["group"] == group, f"the CRD is for {crd['spec']['group']}, not {group}"
-    (entry,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
-    assert entry["served"], f"{api_version} is not served by this CRD"
-    return entry
-
-
-@pytest.fixture(scope="module")
-def crd(k8s_schemas: Path) -> dict[str, Any]:
-    return yaml.load((k8s_schemas / RAYSERVICE_CRD).read_text(), Loader=_FAST_LOADER)
-
-
-@dataclass(frozen=True)
-class CrdSchema:
-    """The manifest's version of the CRD as a validator, and the paths carrying CEL rules."""
-
-    validator: jsonschema.Draft4Validator
-    cel_paths: list[tuple[str, ...]]
-
-
-@pytest.fixture(scope="module")
-def crd_schema(crd: dict[str, Any], manifest: dict[str, Any]) -> CrdSchema:
-    entry = crd_version(crd, manifest["apiVersion"])
-    # The storage version is what etcd keeps; ray.io/v1 is both (v1alpha1 is served, not stored).
-    assert entry["storage"], f"{manifest['apiVersion']} is not the CRD's storage version"
-    cel: list[tuple[str, ...]] = []
-    schema = openapi_to_jsonschema(entry["schema"]["openAPIV3Schema"], cel=cel)
-    jsonschema.Draft4Validator.check_schema(schema)
-    return CrdSchema(jsonschema.Draft4Validator(schema, format_checker=FORMATS), cel)
-
-
-def schema_errors(validator: jsonschema.Draft4Validator, doc: dict[str, Any]) -> list[str]:
-    """Every violation as ``path.to.field: message``, sorted."""
-    return sorted(
-        f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
-        for e in validator.iter_errors(doc)
-    )
 
 
 # --- The documents ----------------------------------------------------------------------------
@@ -185,7 +68,8 @@ def local_service(serve_local: dict[str, Any]) -> ServiceConfig:
 
 
 def cluster(manifest: dict[str, Any]) -> dict[str, Any]:
-    return manifest["spec"]["rayClusterConfig"]
+    """The Ray cluster's spec: a RayService's ``rayClusterConfig``, a RayJob's ``rayClusterSpec``."""
+    return manifest["spec"]["rayClusterSpec" if manifest["kind"] == "RayJob" else "rayClusterConfig"]
 
 
 def groups(manifest: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -211,15 +95,14 @@ def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
 # --- Schema -----------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def crd_schema(k8s_schemas: Path, manifest: dict[str, Any]) -> CrdSchema:
+    return load_crd_schema(k8s_schemas / RAYSERVICE_CRD, manifest["apiVersion"])
+
+
 def test_manifest_is_a_valid_rayservice(crd_schema: CrdSchema, manifest: dict[str, Any]) -> None:
     assert manifest["apiVersion"] == "ray.io/v1" and manifest["kind"] == "RayService"
     assert schema_errors(crd_schema.validator, manifest) == []
-
-
-def set_at(doc: Any, path: tuple[Any, ...], value: Any) -> None:
-    for key in path[:-1]:
-        doc = doc[key]
-    doc[path[-1]] = value
 
 
 _WORKER = ("spec", "rayClusterConfig", "workerGroupSpecs", 0)
@@ -251,32 +134,14 @@ def test_schema_validation_rejects_a_broken_manifest(
     crd_schema: CrdSchema, manifest: dict[str, Any], case: str
 ) -> None:
     path, value = BROKEN[case]
-    broken = copy.deepcopy(manifest)
-    set_at(broken, path, value)
-    errors = list(crd_schema.validator.iter_errors(broken))
-    assert errors, f"{case}: the broken manifest passed validation"
-    # The error is about the field that was broken (or, for an unknown field, its parent).
-    where = {tuple(e.absolute_path) for e in errors}
-    assert path in where or path[:-1] in where, (case, where)
+    assert_rejected(crd_schema.validator, manifest, path, value)
 
 
 def test_manifest_sets_no_field_guarded_by_cel_rules(
     crd_schema: CrdSchema, manifest: dict[str, Any]
 ) -> None:
-    cel_paths = crd_schema.cel_paths
-    assert cel_paths, "the CRD has CEL rules; their paths should have been collected"
-
-    def present(doc: Any, path: tuple[str, ...]) -> bool:
-        if not path:
-            return True
-        head, rest = path[0], path[1:]
-        if head == "[]":
-            return isinstance(doc, list) and any(present(item, rest) for item in doc)
-        if head == "{}":
-            return isinstance(doc, dict) and any(present(v, rest) for v in doc.values())
-        return isinstance(doc, dict) and head in doc and present(doc[head], rest)
-
-    assert [p for p in cel_paths if present(manifest, p)] == []
+    assert crd_schema.cel_paths, "the CRD has CEL rules; their paths should have been collected"
+    assert fields_set(manifest, crd_schema.cel_paths) == []
 
 
 # --- serveConfigV2: the same application as serve_config.yaml, with GPU values -----------------
