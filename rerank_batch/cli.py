@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rerank-batch",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        # A flag in a manifest or a script is read as written, never as the start of another.
+        allow_abbrev=False,
     )
     parser.add_argument("input", type=Path, help="JSONL or Parquet of query rows or pair rows, or a TREC run")
     parser.add_argument("--corpus", type=Path, help="BEIR corpus.jsonl (INPUT is then a TREC run)")

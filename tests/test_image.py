@@ -102,10 +102,11 @@ def test_manifest_images_are_tagged_with_the_same_versions() -> None:
         assert image.endswith(f":{tag}"), image
 
 
-def test_install_line_uses_the_lock_and_the_serve_extra() -> None:
+def test_install_line_uses_the_lock_and_the_serve_and_batch_extras() -> None:
     runs = " ".join(rest for keyword, rest in instructions() if keyword == "RUN")
     assert "pip install --no-cache-dir -r requirements/serve.lock" in runs
-    assert 'pip install --no-cache-dir --no-deps ".[serve]"' in runs
+    # The batch extra too: a RayJob runs rerank-batch in this image.
+    assert 'pip install --no-cache-dir --no-deps ".[serve,batch]"' in runs
     assert "COPY --chown=ray:users requirements/serve.lock requirements/serve.lock" in DOCKERFILE
     # torch as the Makefile pins it; the lock leaves it out for the variant to choose its build.
     (torch_spec,) = re.findall(r"^TORCH_SPEC \?= torch==(\S+)$", MAKEFILE, re.M)
@@ -133,7 +134,9 @@ def closure(extras: list[str]) -> list[Requirement]:
     return reqs
 
 
-@pytest.mark.parametrize(("lock", "extra"), [(SERVE_LOCK, "serve"), (DEV_LOCK, "dev")])
+@pytest.mark.parametrize(
+    ("lock", "extra"), [(SERVE_LOCK, "serve"), (SERVE_LOCK, "batch"), (DEV_LOCK, "dev")]
+)
 def test_lock_pins_every_requirement_within_its_range(lock: Path, extra: str) -> None:
     pinned = pins(lock)
     for req in closure([extra]):

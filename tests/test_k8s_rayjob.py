@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from rerank_batch.cli import build_parser
 from rerank_core.config import LOCAL_TYPES, ServiceConfig, load_app_args
 from tests.k8s_schema import (
     DELETE,
@@ -31,24 +32,6 @@ RAYJOB = MANIFEST.parent / "rayjob.yaml"
 RAYJOB_CRD = "ray.io_rayjobs.yaml"
 #: The shared claim the input and the output lie on.
 DATA_CLAIM = "rerank-batch-data"
-
-
-def command_line() -> argparse.ArgumentParser:
-    """rerank-batch's command line as docs/batch.md documents it, to read the entrypoint by: a flag it
-    lacks (or shortened), a required one missing or a value of the wrong kind fails the test."""
-    parser = argparse.ArgumentParser(prog="rerank-batch", add_help=False, allow_abbrev=False)
-    parser.add_argument("input")
-    for flag in ("--output", "--config", "--backend"):
-        parser.add_argument(flag, required=True)
-    for flag in ("--corpus", "--queries", "--tag"):
-        parser.add_argument(flag)
-    for flag in ("--trec", "--strict"):
-        parser.add_argument(flag, action="store_true")
-    for flag, default in (("--batch-pairs", 2048), ("--min-actors", 1), ("--max-actors", 1)):
-        parser.add_argument(flag, type=int, default=default)
-    parser.add_argument("--num-cpus", type=float, default=1.0)
-    parser.add_argument("--num-gpus", type=float, default=0.0)
-    return parser
 
 
 # --- The documents ----------------------------------------------------------------------------
@@ -76,7 +59,7 @@ def args(rayjob: dict[str, Any]) -> argparse.Namespace:
     """The entrypoint's arguments, split as a shell splits them."""
     program, *argv = shlex.split(rayjob["spec"]["entrypoint"])
     assert program == "rerank-batch"
-    return command_line().parse_args(argv)
+    return build_parser().parse_args(argv)
 
 
 @pytest.fixture(scope="module")

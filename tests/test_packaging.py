@@ -23,7 +23,7 @@ SERVICE = tomllib.loads((REPO / "pyproject.toml").read_text())
 LAB = tomllib.loads((REPO / "lab" / "pyproject.toml").read_text())
 #: The import packages of the service's distribution: the core, the wire contract, the client and
 #: the serving layer.
-SERVICE_PACKAGES = {"rerank_core", "rerank_wire", "rerank_client", "deployments"}
+SERVICE_PACKAGES = {"rerank_core", "rerank_wire", "rerank_client", "deployments", "rerank_batch"}
 #: Requirements of the lab alone: the image and the service's install must not carry them.
 LAB_ONLY = {"ir-measures", "matplotlib", "psutil", "datasets", "accelerate"}
 

@@ -126,3 +126,16 @@ def test_no_code_reads_rays_private_api() -> None:
         for m in pattern.finditer(p.read_text())
     ]
     assert offenders == []
+
+
+def test_the_batch_job_runs_the_engine_without_the_serving_layer() -> None:
+    """rerank_batch sits beside deployments/, on the core: it needs Ray Data, never Serve's app,
+    the web stack or the lab's tools."""
+    code = (
+        "import json, sys\n"
+        "import rerank_batch, rerank_batch.cli\n"
+        "print(json.dumps([m for m in ('deployments', 'fastapi', 'starlette', 'rerank_tools', 'ray.serve')"
+        " if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
