@@ -77,9 +77,13 @@ class BatchScorer:
     """The pool's actor: loads the backend's engine once, then scores and writes one batch per
     row (``shard``, ``queries`` as JSON) it is given; returns what it did, one row per batch."""
 
-    def __init__(self, backend: str, config: LocalConfig, output: str) -> None:
+    def __init__(self, backend: str, config: LocalConfig, output: str, threads: int) -> None:
+        import torch
+
         from rerank_core.backends import LocalModelBackend, build_backend
 
+        # The actor's CPUs are the model's threads (the ONNX and OpenVINO runtimes take torch's).
+        torch.set_num_threads(threads)
         engine = build_backend(backend, config)
         assert isinstance(engine, LocalModelBackend)
         self.engine = engine
@@ -106,6 +110,16 @@ class BatchScorer:
             ):
                 done[name].append(value)
         return done
+
+
+def actor_env(threads: int, num_gpus: float) -> dict[str, str]:
+    """An actor's threads, as a model replica's: on CPU the tokenizer runs on one thread of its own
+    beside the model's ``threads``; beside a GPU the tokenizer's pool gets the actor's CPUs, so
+    that tokenizing keeps up with the GPU."""
+    env = {"OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
+    if num_gpus > 0:
+        env |= {"TOKENIZERS_PARALLELISM": "true", "RAYON_NUM_THREADS": str(threads)}
+    return env
 
 
 def _fingerprint(job: BatchJob, layout: str, batches: int) -> dict[str, Any]:
@@ -171,13 +185,20 @@ def _score_on_ray(job: BatchJob, todo: list[tuple[int, list[Query]]]) -> list[di
     items = [
         {"shard": shard, "queries": json.dumps([q.to_json() for q in queries])} for shard, queries in todo
     ]
+    threads = max(1, int(job.num_cpus))
     dataset = ray.data.from_items(items).map_batches(
         BatchScorer,
-        fn_constructor_kwargs={"backend": job.backend, "config": job.config, "output": str(job.output)},
+        fn_constructor_kwargs={
+            "backend": job.backend,
+            "config": job.config,
+            "output": str(job.output),
+            "threads": threads,
+        },
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(min_size=job.min_actors, max_size=job.max_actors),
         num_cpus=job.num_cpus,
         num_gpus=job.num_gpus,
+        runtime_env={"env_vars": actor_env(threads, job.num_gpus)},
     )
     return dataset.take_all()
 

@@ -11,6 +11,10 @@ Examples::
     rerank-eval --dataset trec-dl20 --data-dir ../shared/data
     rerank-eval --dataset scifact --backend-config serve_config.yaml --backend minilm-ce
     rerank-eval --dataset trec-dl20 --url http://127.0.0.1:8000 --model default --concurrency 4
+    rerank-eval --dataset trec-dl20 --scored-run runs/dl20-batch/run.trec
+
+``--scored-run`` judges a run reranked elsewhere (``rerank-batch --trec`` writes one) instead of
+reranking: the same metrics, against the same first stage.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from rerank_tools.evaluation.loaders import (
     load_beir,
     load_candidates,
     load_named,
+    read_trec_run,
 )
 from rerank_tools.evaluation.report import summarize, write_outputs
 from rerank_tools.evaluation.rerankers import (
@@ -83,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     local = parser.add_argument_group("in-process reranking (the default)")
     local.add_argument("--backend-config", type=Path, help="service configuration YAML")
     local.add_argument("--backend", help="backend name in --backend-config")
+
+    parser.add_argument(
+        "--scored-run",
+        type=Path,
+        help="judge this TREC run (e.g. rerank-batch's run.trec) instead of reranking",
+    )
 
     http = parser.add_argument_group("reranking through the running service")
     http.add_argument("--url", help="service base URL, e.g. http://127.0.0.1:8000")
@@ -155,6 +166,10 @@ async def _evaluate(
     """Rerank every query; returns (mode, backend label, outcomes)."""
     progress = not args.no_progress
     reranker: QueryReranker
+    if args.scored_run:
+        if args.url or args.backend_config or args.backend:
+            parser.error("--scored-run judges a run: drop --url/--backend-config/--backend")
+        return "scored-run", args.scored_run.stem, scored_outcomes(dataset, args.scored_run)
     if args.url:
         if args.backend_config or args.backend:
             parser.error("--url reranks through the service: drop --backend-config/--backend")
@@ -172,6 +187,23 @@ async def _evaluate(
     finally:
         await backend.close()
     return "in-process", backend.name, outcomes
+
+
+def scored_outcomes(dataset: EvalDataset, path: Path) -> list[QueryOutcome]:
+    """Each dataset query's ranking as ``path`` (a TREC run) gives it; ``DatasetError`` when the
+    run lacks a query or ranks a document that is not among its candidates."""
+    run = read_trec_run(path)
+    outcomes = []
+    for query in dataset.queries:
+        ranked = run.get(query.qid)
+        if ranked is None:
+            raise DatasetError(f"{path}: no ranking for query {query.qid!r}")
+        known = {c.docid for c in query.candidates}
+        stray = [docid for docid, _ in ranked if docid not in known]
+        if stray:
+            raise DatasetError(f"{path}: query {query.qid!r} ranks {stray[0]!r}, not one of its candidates")
+        outcomes.append(QueryOutcome(query.qid, ranked, 0.0, path.stem, False, False))
+    return outcomes
 
 
 def _default_output_dir(dataset: str, backend: str) -> Path:

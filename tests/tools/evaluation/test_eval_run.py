@@ -125,3 +125,29 @@ def test_cli_reports_service_errors_and_bad_usage(
     with pytest.raises(SystemExit) as info:
         cli.main(["--candidates", str(candidates)])
     assert info.value.code == 2
+
+
+def test_cli_judges_a_run_made_elsewhere(
+    tiny_dataset: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    candidates, qrels = tiny_dataset
+    # The relevant document (the last candidate) first for every query but q0, where it is second.
+    lines = []
+    for n in range(len(EXAMPLES)):
+        order = [3, 0, 1, 2] if n else [0, 3, 1, 2]
+        lines += [f"q{n} Q0 q{n}d{d} {r} {4 - r} batch" for r, d in enumerate(order, start=1)]
+    run = tmp_path / "batch.trec"
+    run.write_text("\n".join(lines) + "\n")
+    args = ["--candidates", str(candidates), "--qrels", str(qrels), "--output-dir", str(tmp_path / "o")]
+    assert cli.main([*args, "--scored-run", str(run)]) == 0
+    summary = _last_json_line(capsys.readouterr().out)
+    assert (summary["mode"], summary["backend"]) == ("scored-run", "batch")
+    assert summary["mrr@10"] == pytest.approx((len(EXAMPLES) - 1 + 0.5) / len(EXAMPLES))
+    assert summary["first_stage"]["mrr@10"] == pytest.approx(0.25)  # type: ignore[index]
+    # A run that lacks a query, or ranks what the query never had, is refused, naming it.
+    run.write_text("\n".join(lines[4:]) + "\n")
+    assert cli.main([*args, "--scored-run", str(run)]) == 1
+    assert "no ranking for query 'q0'" in capsys.readouterr().err
+    run.write_text("\n".join([*lines, "q0 Q0 elsewhere 5 0 batch"]) + "\n")
+    assert cli.main([*args, "--scored-run", str(run)]) == 1
+    assert "ranks 'elsewhere', not one of its candidates" in capsys.readouterr().err
