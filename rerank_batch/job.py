@@ -186,7 +186,9 @@ def _score_on_ray(job: BatchJob, todo: list[tuple[int, list[Query]]]) -> list[di
         {"shard": shard, "queries": json.dumps([q.to_json() for q in queries])} for shard, queries in todo
     ]
     threads = max(1, int(job.num_cpus))
-    dataset = ray.data.from_items(items).map_batches(
+    # One batch a block: each task an actor runs is one batch, so the pool shares the work out
+    # batch by batch and a killed actor had begun at most the one it was scoring.
+    dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
         BatchScorer,
         fn_constructor_kwargs={
             "backend": job.backend,
