@@ -160,8 +160,9 @@ def _write_errors(output: Path, bad: Sequence[BadRow]) -> None:
             handle.write(json.dumps(row.to_json()) + "\n")
 
 
-def _score(job: BatchJob, todo: list[tuple[int, list[Query]]]) -> list[dict[str, Any]]:
-    """Score the ``todo`` batches on the actor pool; one result row per batch. Ray: the one this
+def _score(job: BatchJob, todo: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Score the ``todo`` batches (``shard``, ``queries`` as JSON) on the actor pool, emptying the
+    list once Ray holds them; one result row per batch. Ray: the one this
     process is connected to, else the cluster at ``job.address`` or ``RAY_ADDRESS`` (set by ``ray
     job submit``), else a local one started for the job and stopped after."""
     import ray
@@ -177,18 +178,17 @@ def _score(job: BatchJob, todo: list[tuple[int, list[Query]]]) -> list[dict[str,
             ray.shutdown()
 
 
-def _score_on_ray(job: BatchJob, todo: list[tuple[int, list[Query]]]) -> list[dict[str, Any]]:
+def _score_on_ray(job: BatchJob, todo: list[dict[str, Any]]) -> list[dict[str, Any]]:
     import ray
 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = job.progress
-    items = [
-        {"shard": shard, "queries": json.dumps([q.to_json() for q in queries])} for shard, queries in todo
-    ]
     threads = max(1, int(job.num_cpus))
     # One batch a block: each task an actor runs is one batch, so the pool shares the work out
     # batch by batch and a killed actor had begun at most the one it was scoring.
-    dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+    source = ray.data.from_items(todo, override_num_blocks=len(todo))
+    todo.clear()
+    dataset = source.map_batches(
         BatchScorer,
         fn_constructor_kwargs={
             "backend": job.backend,
@@ -214,7 +214,7 @@ def _output_query_ids(output: Path) -> list[str]:
     return pq.read_table(parts, columns=["query_id"]).column("query_id").unique().to_pylist()
 
 
-def write_trec(output: Path, queries: Sequence[Query], tag: str) -> Path:
+def write_trec(output: Path, query_ids: Sequence[str], tag: str) -> Path:
     """``run.trec`` from every part: each query's documents by rank, queries in input order."""
     import pyarrow.parquet as pq
 
@@ -225,9 +225,9 @@ def write_trec(output: Path, queries: Sequence[Query], tag: str) -> Path:
         rows.setdefault(qid, []).append((rank, doc_id, score))
     path = output / "run.trec"
     with path.open("w", encoding="utf-8") as handle:
-        for query in queries:
-            for rank, doc_id, score in sorted(rows.get(query.query_id, [])):
-                handle.write(f"{query.query_id} Q0 {doc_id} {rank} {score:.8f} {tag}\n")
+        for qid in query_ids:
+            for rank, doc_id, score in sorted(rows.get(qid, [])):
+                handle.write(f"{qid} Q0 {doc_id} {rank} {score:.8f} {tag}\n")
     return path
 
 
@@ -244,8 +244,22 @@ def run_batch(job: BatchJob) -> dict[str, Any]:
     _claim_output(job, _fingerprint(job, data.layout, len(batches)))
     _write_errors(job.output, data.bad)
     done = {i for i in range(len(batches)) if part_path(job.output, i).is_file()}
-    todo = [(i, b) for i, b in enumerate(batches) if i not in done]
-    resumed = sum(len(batches[i]) for i in done)
+    todo = [
+        {"shard": i, "queries": json.dumps([q.to_json() for q in batch])}
+        for i, batch in enumerate(batches)
+        if i not in done
+    ]
+    counts = {
+        "layout": data.layout,
+        "queries": len(data.queries),
+        "pairs": data.pairs,
+        "errors": len(data.bad),
+        "resumed_queries": sum(len(batches[i]) for i in done),
+        "batches": len(batches),
+    }
+    query_ids = [q.query_id for q in data.queries]
+    # From here the texts live in ``todo`` alone, and once handed to Ray in its object store.
+    del data, batches
     # What a killed job was writing: never renamed into place, so never counted as done.
     for stale in (job.output / "parts").glob(".part-*.tmp"):
         stale.unlink()
@@ -257,21 +271,16 @@ def run_batch(job: BatchJob) -> dict[str, Any]:
         (r["started"] for r in results), default=0.0
     )
     written = set(_output_query_ids(job.output))
-    missing = [q.query_id for q in data.queries if q.query_id not in written]
+    missing = [qid for qid in query_ids if qid not in written]
     if missing:
         raise JobError(f"{len(missing)} queries have no output (first: {missing[0]!r})")
     summary: dict[str, Any] = {
         "input": str(job.input),
-        "layout": data.layout,
         "output": str(job.output),
         "backend": job.backend,
         "model": job.config.model,
         "runtime": job.config.runtime,
-        "queries": len(data.queries),
-        "pairs": data.pairs,
-        "errors": len(data.bad),
-        "resumed_queries": resumed,
-        "batches": len(batches),
+        **counts,
         "batches_scored": len(results),
         "pairs_scored": scored_pairs,
         "scoring_s": round(scoring_s, 3),
@@ -284,7 +293,7 @@ def run_batch(job: BatchJob) -> dict[str, Any]:
         "elapsed_s": round(time.perf_counter() - started, 3),
     }
     if job.trec:
-        summary["trec"] = str(write_trec(job.output, data.queries, job.tag or job.backend))
+        summary["trec"] = str(write_trec(job.output, query_ids, job.tag or job.backend))
     (job.output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
 
