@@ -10,7 +10,8 @@ Writes ``OUTPUT/parts/part-NNNNNN.parquet`` (``query_id, doc_id, score, raw_scor
 runtime``), ``OUTPUT/errors.jsonl`` (rows left out, with file, line and reason),
 ``OUTPUT/summary.json`` (also the last stdout line) and with ``--trec`` ``OUTPUT/run.trec``. Ray:
 the cluster of ``--address`` or ``RAY_ADDRESS`` (set by ``ray job submit``), else a local one.
-Exit status 1 when the input, the model or the output cannot be used, 2 on bad usage.
+Exit status 1 when the input, the model, the output or the Ray address cannot be used, 2 on bad
+usage.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             address=args.address,
         )
         summary = run_batch(job)
-    except (ConfigError, InputError, JobError) as exc:
+    except (ConfigError, InputError, JobError, ConnectionError) as exc:
         print(f"rerank-batch: {exc}", file=sys.stderr)
         return 1
     print(

@@ -142,7 +142,10 @@ def _claim_output(job: BatchJob, made_of: dict[str, Any]) -> None:
     of the same; ``JobError`` names the first difference."""
     manifest = job.output / "job.json"
     if manifest.is_file():
-        before = json.loads(manifest.read_text(encoding="utf-8"))
+        try:
+            before = json.loads(manifest.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            raise JobError(f"{manifest} is not JSON: remove {job.output} to start again") from None
         for key in made_of:
             if before.get(key) != made_of[key]:
                 raise JobError(

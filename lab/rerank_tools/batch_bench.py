@@ -110,20 +110,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", required=True)
     parser.add_argument("--num-cpus", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--batch-pairs", type=int, default=2048)
+    parser.add_argument("--job-first", action="store_true", help="the job before the engine alone")
     parser.add_argument("--resume", action="store_true", help="also measure a job killed half-way")
     parser.add_argument("--results", type=Path, help="append the JSON line here")
     args = parser.parse_args(argv)
     name, config = backend_of(args.config, args.backend)
     data = read_input(args.input)
     batches = plan_batches(data.queries, args.batch_pairs)
-    load_s, score_s, engine_scores = in_process(batches, name, config, args.num_cpus)
-    engine_pairs_s = data.pairs / score_s
     with tempfile.TemporaryDirectory(prefix="batch-bench-") as tmp:
+        if not args.job_first:
+            load_s, score_s, engine_scores = in_process(batches, name, config, args.num_cpus)
         started = time.perf_counter()
         summary = run_job(args, Path(tmp) / "job")
         command_s = time.perf_counter() - started
+        if args.job_first:
+            load_s, score_s, engine_scores = in_process(batches, name, config, args.num_cpus)
         scores = job_scores(Path(tmp) / "job")
         resumed = resume(args, Path(tmp) / "resumed", len(batches)) if args.resume else None
+    engine_pairs_s = data.pairs / score_s
     ranks_differ = {qid for (qid, doc), (_, rank) in scores.items() if engine_scores[(qid, doc)][1] != rank}
     line = {
         "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -133,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         "runtime": config.runtime,
         "cpu_dtype": getattr(config, "cpu_dtype", None),
         "num_cpus": args.num_cpus,
+        "first": "job" if args.job_first else "engine",
         "batch_pairs": args.batch_pairs,
         "queries": summary["queries"],
         "pairs": summary["pairs"],
