@@ -94,7 +94,7 @@ run: setup
 
 test: setup redis-server
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -p no:cacheprovider -rs $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -p no:cacheprovider -rs --durations=15 $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

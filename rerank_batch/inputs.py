@@ -127,21 +127,26 @@ def _query_row(row: Mapping[str, Any], line: int) -> Query:
     return Query(query_id, query, pairs, line)
 
 
-def _json_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed row) of a JSONL file, blank lines skipped; a line that is not JSON
-    comes out as a ``_Bad``."""
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a text file, blank lines skipped."""
     try:
         handle = path.open(encoding="utf-8")
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
     with handle:
         for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield number, _Bad(f"not JSON ({exc.msg})")
+            if line.strip():
+                yield number, line
+
+
+def _json_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed row) of a JSONL file, blank lines skipped; a line that is not JSON
+    comes out as a ``_Bad``."""
+    for number, line in _lines(path):
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, _Bad(f"not JSON ({exc.msg})")
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, Any]]:
@@ -272,17 +277,6 @@ def read_trec(run: str | Path, corpus: str | Path, queries: str | Path) -> Input
         entries.sort(key=lambda e: (e[0], e[1]))
         by_id[qid].candidates = [(doc_id, text) for _, _, doc_id, text in entries]
     return found
-
-
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    try:
-        handle = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-    with handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                yield number, line
 
 
 def read_input(
