@@ -232,9 +232,10 @@ def _beir_texts(path: Path, with_title: bool) -> dict[str, str]:
     for line, row in _json_rows(path):
         if isinstance(row, _Bad) or not isinstance(row, Mapping) or "_id" not in row:
             raise InputError(f"{path}:{line}: expected a JSON object with _id and text")
-        text = str(row.get("text") or "")
-        title = str(row.get("title") or "") if with_title else ""
-        texts[str(row["_id"])] = f"{title} {text}".strip() if title else text
+        # BEIR's convention for rerankers: the title, then the text.
+        text = str(row.get("text") or "").strip()
+        title = str(row.get("title") or "").strip() if with_title else ""
+        texts[str(row["_id"])] = f"{title} {text}" if title else text
     return texts
 
 
