@@ -20,11 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from rerank_batch.inputs import BadRow, Input, Query, read_input
-from rerank_batch.scoring import part_path, score_queries, write_part
+from rerank_batch.scoring import SCHEMA, part_path, score_queries, write_part
 from rerank_core.config import BiEncoderConfig, CausalLMConfig, CrossEncoderConfig
 
 LocalConfig = CrossEncoderConfig | BiEncoderConfig | CausalLMConfig
+#: What ``run.trec`` is written from.
+TREC_COLUMNS = ("query_id", "doc_id", "score", "rank")
 
 
 class JobError(ValueError):
@@ -93,23 +98,22 @@ class BatchScorer:
         import ray
 
         node = ray.get_runtime_context().get_node_id()
-        done: dict[str, list[Any]] = {
-            name: [] for name in ("shard", "queries", "pairs", "node", "started", "ended")
-        }
+        done = []
         for shard, payload in zip(batch["shard"], batch["queries"], strict=True):
             started = time.time()
             scored = score_queries(self.engine, json.loads(payload))
             write_part(self.output, int(shard), scored.columns)
-            for name, value in (
-                ("shard", int(shard)),
-                ("queries", scored.queries),
-                ("pairs", scored.pairs),
-                ("node", node),
-                ("started", started),
-                ("ended", time.time()),
-            ):
-                done[name].append(value)
-        return done
+            done.append(
+                {
+                    "shard": int(shard),
+                    "queries": scored.queries,
+                    "pairs": scored.pairs,
+                    "node": node,
+                    "started": started,
+                    "ended": time.time(),
+                }
+            )
+        return {name: [row[name] for row in done] for name in done[0]}
 
 
 def actor_env(threads: int, num_gpus: float) -> dict[str, str]:
@@ -124,10 +128,10 @@ def actor_env(threads: int, num_gpus: float) -> dict[str, str]:
 
 def _fingerprint(job: BatchJob, layout: str, batches: int) -> dict[str, Any]:
     files = [p for p in (job.input, job.corpus, job.queries) if p is not None]
+    stats = [(p, p.stat()) for p in files]
     return {
         "inputs": [
-            {"path": str(p.resolve()), "bytes": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns}
-            for p in files
+            {"path": str(p.resolve()), "bytes": s.st_size, "mtime_ns": s.st_mtime_ns} for p, s in stats
         ],
         "layout": layout,
         "backend": job.backend,
@@ -208,22 +212,19 @@ def _score_on_ray(job: BatchJob, todo: list[dict[str, Any]]) -> list[dict[str, A
     return dataset.take_all()
 
 
-def _output_query_ids(output: Path) -> list[str]:
-    import pyarrow.parquet as pq
-
+def _read_parts(output: Path, columns: list[str]) -> pa.Table:
+    """``columns`` of every part written (none: an empty table)."""
     parts = output / "parts"
-    if not parts.is_dir() or not any(parts.glob("part-*.parquet")):
-        return []
-    return pq.read_table(parts, columns=["query_id"]).column("query_id").unique().to_pylist()
+    if not any(parts.glob("part-*.parquet")):
+        return SCHEMA.empty_table().select(columns)
+    return pq.read_table(parts, columns=columns)
 
 
-def write_trec(output: Path, query_ids: Sequence[str], tag: str) -> Path:
-    """``run.trec`` from every part: each query's documents by rank, queries in input order."""
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(output / "parts", columns=["query_id", "doc_id", "score", "rank"])
+def write_trec(output: Path, table: pa.Table, query_ids: Sequence[str], tag: str) -> Path:
+    """``run.trec`` from the parts' ``query_id, doc_id, score, rank`` (``table``): each query's
+    documents by rank, queries in input order."""
     rows: dict[str, list[tuple[int, str, float]]] = {}
-    columns = (table.column(name).to_pylist() for name in table.column_names)
+    columns = (table.column(name).to_pylist() for name in TREC_COLUMNS)
     for qid, doc_id, score, rank in zip(*columns, strict=True):
         rows.setdefault(qid, []).append((rank, doc_id, score))
     path = output / "run.trec"
@@ -273,7 +274,9 @@ def run_batch(job: BatchJob) -> dict[str, Any]:
     working_s = max((r["ended"] for r in results), default=0.0) - min(
         (r["started"] for r in results), default=0.0
     )
-    written = set(_output_query_ids(job.output))
+    # The parts are read once: for the check below and, asked for, the run file.
+    table = _read_parts(job.output, list(TREC_COLUMNS) if job.trec else ["query_id"])
+    written = set(table.column("query_id").unique().to_pylist())
     missing = [qid for qid in query_ids if qid not in written]
     if missing:
         raise JobError(f"{len(missing)} queries have no output (first: {missing[0]!r})")
@@ -296,7 +299,7 @@ def run_batch(job: BatchJob) -> dict[str, Any]:
         "elapsed_s": round(time.perf_counter() - started, 3),
     }
     if job.trec:
-        summary["trec"] = str(write_trec(job.output, query_ids, job.tag or job.backend))
+        summary["trec"] = str(write_trec(job.output, table, query_ids, job.tag or job.backend))
     (job.output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
 

@@ -17,12 +17,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from rerank_core.backends.local import LocalModelBackend
 from rerank_core.types import top_n_of
 from rerank_core.windows import best_per_document
 
+#: A part's columns and their types.
+SCHEMA = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("doc_id", pa.string()),
+        ("score", pa.float64()),
+        ("raw_score", pa.float64()),
+        ("rank", pa.int32()),
+        ("model", pa.string()),
+        ("runtime", pa.string()),
+    ]
+)
 #: The output's columns, in order.
-COLUMNS = ("query_id", "doc_id", "score", "raw_score", "rank", "model", "runtime")
+COLUMNS = tuple(SCHEMA.names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,26 +86,9 @@ def part_path(output: Path, shard: int) -> Path:
 def write_part(output: Path, shard: int, columns: dict[str, list[Any]]) -> Path:
     """Write a batch's output as one Parquet file, atomically: a file of a unique temporary name,
     renamed into place, so a job killed while writing leaves no part that looks done."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     final = part_path(output, shard)
     final.parent.mkdir(parents=True, exist_ok=True)
     temporary = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
-    table = pa.table(
-        {name: columns[name] for name in COLUMNS},
-        schema=pa.schema(
-            [
-                ("query_id", pa.string()),
-                ("doc_id", pa.string()),
-                ("score", pa.float64()),
-                ("raw_score", pa.float64()),
-                ("rank", pa.int32()),
-                ("model", pa.string()),
-                ("runtime", pa.string()),
-            ]
-        ),
-    )
-    pq.write_table(table, temporary)
+    pq.write_table(pa.table({name: columns[name] for name in COLUMNS}, schema=SCHEMA), temporary)
     os.replace(temporary, final)
     return final

@@ -61,24 +61,33 @@ def in_process(
     return load_s, elapsed, scores
 
 
-def job_command(args: argparse.Namespace, output: Path) -> list[str]:
+def batch_command(
+    input: Path, output: Path, config: Path, backend: str, batch_pairs: int, num_cpus: float
+) -> list[str]:
+    """``rerank-batch`` as this interpreter runs it, one actor of ``num_cpus`` by default."""
     return [
-        sys.executable, "-m", "rerank_batch.cli", str(args.input), "--output", str(output),
-        "--config", str(args.config), "--backend", args.backend, "--num-cpus", str(args.num_cpus),
-        "--batch-pairs", str(args.batch_pairs), "--no-progress",
+        sys.executable, "-m", "rerank_batch.cli", str(input), "--output", str(output),
+        "--config", str(config), "--backend", backend, "--num-cpus", f"{num_cpus:g}",
+        "--batch-pairs", str(batch_pairs), "--no-progress",
     ]  # fmt: skip
 
 
-def run_job(args: argparse.Namespace, output: Path) -> dict[str, Any]:
-    done = subprocess.run(job_command(args, output), capture_output=True, text=True, check=False)
+def run_batch_command(command: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``rerank-batch``; its summary (``RuntimeError`` with its stderr when it failed)."""
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
-        raise SystemExit(f"rerank-batch failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"rerank-batch failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def job_scores(output: Path) -> dict[tuple[str, str], tuple[float, int]]:
+def part_rows(output: Path) -> dict[tuple[str, str], tuple[float, int]]:
+    """(query_id, doc_id) -> (score, rank) of every part of a job's output."""
     rows = pq.read_table(output / "parts", columns=["query_id", "doc_id", "score", "rank"]).to_pylist()
     return {(r["query_id"], r["doc_id"]): (r["score"], r["rank"]) for r in rows}
+
+
+def job_command(args: argparse.Namespace, output: Path) -> list[str]:
+    return batch_command(args.input, output, args.config, args.backend, args.batch_pairs, args.num_cpus)
 
 
 def resume(args: argparse.Namespace, output: Path, batches: int) -> dict[str, Any]:
@@ -91,7 +100,7 @@ def resume(args: argparse.Namespace, output: Path, batches: int) -> dict[str, An
     os.killpg(job.pid, signal.SIGKILL)
     job.wait()
     written = len(list((output / "parts").glob("part-*.parquet")))
-    second = run_job(args, output)
+    second = run_batch_command(job_command(args, output))
     rows = pq.read_table(output / "parts", columns=["query_id", "doc_id"]).to_pylist()
     return {
         "batches": batches,
@@ -121,11 +130,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.job_first:
             load_s, score_s, engine_scores = in_process(batches, name, config, args.num_cpus)
         started = time.perf_counter()
-        summary = run_job(args, Path(tmp) / "job")
+        summary = run_batch_command(job_command(args, Path(tmp) / "job"))
         command_s = time.perf_counter() - started
         if args.job_first:
             load_s, score_s, engine_scores = in_process(batches, name, config, args.num_cpus)
-        scores = job_scores(Path(tmp) / "job")
+        scores = part_rows(Path(tmp) / "job")
         resumed = resume(args, Path(tmp) / "resumed", len(batches)) if args.resume else None
     engine_pairs_s = data.pairs / score_s
     ranks_differ = {qid for (qid, doc), (_, rank) in scores.items() if engine_scores[(qid, doc)][1] != rank}

@@ -22,33 +22,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
+from rerank_tools.batch_bench import batch_command, part_rows, run_batch_command
 from rerank_tools.cluster import LocalCluster
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def batch_command(input: Path, output: Path, config: Path, backend: str, batch_pairs: int) -> list[str]:
-    return [
-        sys.executable, "-m", "rerank_batch.cli", str(input), "--output", str(output),
-        "--config", str(config), "--backend", backend, "--batch-pairs", str(batch_pairs),
-        "--num-cpus", "1", "--no-progress",
-    ]  # fmt: skip
-
-
-def rows_of(output: Path) -> dict[tuple[str, str], tuple[int, float]]:
-    table = pq.read_table(output / "parts", columns=["query_id", "doc_id", "rank", "score"])
-    return {(r["query_id"], r["doc_id"]): (r["rank"], r["score"]) for r in table.to_pylist()}
-
-
 def compare(one: Path, other: Path) -> dict[str, Any]:
-    a, b = rows_of(one), rows_of(other)
+    a, b = part_rows(one), part_rows(other)
     same_rows = a.keys() == b.keys()
     return {
         "same_rows": same_rows,
-        "same_ranks": same_rows and all(a[k][0] == b[k][0] for k in a),
-        "max_score_diff": max((abs(a[k][1] - b[k][1]) for k in a if k in b), default=None),
+        "same_ranks": same_rows and all(a[k][1] == b[k][1] for k in a),
+        "max_score_diff": max((abs(a[k][0] - b[k][0]) for k in a if k in b), default=None),
     }
 
 
@@ -58,11 +44,7 @@ def run(
     """The job on one node, then submitted to a fresh two-node cluster; what each did."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
     one_node = work / "one-node"
-    done = subprocess.run(
-        batch_command(input, one_node, config, backend, batch_pairs), env=env, capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"rerank-batch on one node failed:\n{done.stderr[-3000:]}")
+    run_batch_command(batch_command(input, one_node, config, backend, batch_pairs, 1), env)
     say("one node: done")
     on_cluster = work / "cluster"
     pythonpath = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
@@ -70,7 +52,7 @@ def run(
         cluster.start_head()
         cluster.add_worker("worker-1", 2, {"batch_node": 2})
         say(f"cluster up: head {cluster.address}, dashboard {cluster.dashboard_url}")
-        command = batch_command(input, on_cluster, config, backend, batch_pairs)
+        command = batch_command(input, on_cluster, config, backend, batch_pairs, 1)
         submit = [
             str(Path(sys.executable).with_name("ray")), "job", "submit",
             "--address", cluster.dashboard_url, "--", *command, "--min-actors", "2", "--max-actors", "3",
