@@ -1,8 +1,8 @@
 """ASGI middleware of the router: one request id per request, the request's tenant (and its
 refusals that need no body), and the body-size limit.
 
-They read their settings from the FastAPI app's ``state`` (set by the Router replica from its
-configuration), so the app can be defined at module level.
+They read their settings from the FastAPI app's ``state``, which each Router replica sets on its
+own app from its configuration (``deployments.router.build_api``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
 """The Router deployment: the FastAPI ingress that parses, authenticates, picks the route's
 fallback chain and answers in one shape.
 
-The FastAPI app and the Router class are defined here at module level; the configuration and the
-model deployments' handles come in through ``Router.bind(service, handles)`` (``deployments.app``).
+The Router class is defined here at module level; the configuration and the model deployments'
+handles come in through ``Router.bind(service, handles)`` (``deployments.app``). Each replica builds
+its own FastAPI app from its configuration (``build_api``, called by Serve through
+``__serve_build_asgi_app__`` once the replica is constructed): its settings live on that app's
+``state``, its routes are the replica's bound methods.
 Errors become HTTP answers in ``deployments.http_errors``, the body limit and request ids live in
 ``deployments.middleware``, the key check in ``deployments.auth``, metrics in
 ``deployments.metrics``. (No ``from __future__ import annotations`` here: FastAPI reads the
@@ -52,19 +55,6 @@ from rerank_wire import (
 
 log = logging.getLogger("ray.serve")
 
-api = FastAPI(
-    title="Rerank service",
-    version="0.1.0",
-    description="Reranks candidate passages with local cross-encoders or API rerankers, "
-    "with fallback chains. Cohere-compatible on /v1/rerank and /v2/rerank.",
-)
-# Added last runs first: every request gets its id, then its tenant (whose refusals need no body),
-# before the body limit can refuse it.
-api.add_middleware(BodyLimitMiddleware)
-api.add_middleware(TenantMiddleware)
-api.add_middleware(RequestIdMiddleware)
-install_error_handlers(api)
-
 AUTH = [Depends(require_key)]
 JSON_BODY = [Depends(require_key), Depends(require_json)]
 
@@ -78,16 +68,13 @@ def json_response(body: BaseModel, headers: dict[str, str]) -> Response:
 
 
 @serve.deployment(name="Router")
-@serve.ingress(api)
+@serve.ingress()
 class Router:
     """Holds a fallback chain per route over handles to model deployments and API backends."""
 
     def __init__(self, service: dict[str, Any], model_handles: dict[str, DeploymentHandle]) -> None:
         self.service = load_config(service)
-        limits, router = self.service.limits, self.service.router
-        api.state.max_body_bytes = limits.max_body_bytes
-        api.state.retry_after_s = router.retry_after_s
-        api.state.refusal_hold_s = router.refusal_hold_s
+        router = self.service.router
         # Keys are read here, in the replica, so they never travel inside the pickled app.
         auth = self.service.auth
         keys = [k.get_secret_value().encode() for k in auth.load_keys()] if auth.enabled else []
@@ -95,7 +82,6 @@ class Router:
         self.metrics = RouterMetrics()
         #: Who each key belongs to, the tenants' quotas and their figures in this replica.
         self.tenancy = Tenancy(self.service, keys, router.num_replicas, self.metrics, app=app_name)
-        api.state.tenancy = self.tenancy
         self.backends: dict[str, Backend] = {}
         #: This replica's view of each local model's queue: admission and attempt deadlines.
         self.queues = model_queues(self.service)
@@ -111,6 +97,10 @@ class Router:
         #: Requests being answered now; a disconnected client's request leaves this at once.
         self.in_flight = 0
         self.stats_board = open_board()
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        """This replica's HTTP app (Serve calls it once the replica is constructed)."""
+        return build_api(self)
 
     def chain_for(self, model: str | None) -> tuple[str, FallbackChain]:
         route_name, route = self.service.resolve_route(model)
@@ -180,12 +170,6 @@ class Router:
                 route_name, backend, status, time.perf_counter() - start, tenant.name, lane
             )
 
-    @api.post(
-        "/rerank",
-        response_model=RerankResponse,
-        response_model_exclude_none=True,
-        dependencies=JSON_BODY,
-    )
     async def rerank(self, body: RerankRequest, request: Request) -> Response:
         """Rerank documents; the service's own request and answer."""
         q = from_service_request(body)
@@ -245,17 +229,14 @@ class Router:
         )
         return json_response(body, headers)
 
-    @api.post("/v2/rerank", response_model=CohereResponse, dependencies=JSON_BODY)
     async def rerank_cohere_v2(self, body: CohereV2Request, request: Request) -> Response:
         """Cohere v2 compatible: point the cohere SDK's ``base_url`` here."""
         return await self._cohere(from_cohere_request(body), request, "2")
 
-    @api.post("/v1/rerank", response_model=CohereResponse, dependencies=JSON_BODY)
     async def rerank_cohere_v1(self, body: CohereV1Request, request: Request) -> Response:
         """Cohere v1 and Jina compatible."""
         return await self._cohere(from_cohere_request(body), request, "1")
 
-    @api.get("/v1/models", dependencies=AUTH)
     async def models(self) -> dict[str, Any]:
         """Routes and backends this service answers for (the ``model`` field)."""
         data: list[dict[str, Any]] = [
@@ -275,7 +256,6 @@ class Router:
         default = self.service.resolve_route(None)[0]
         return {"object": "list", "default": default, "data": data}
 
-    @api.get("/health")
     async def health(self) -> JSONResponse:
         """Per backend: ready, disabled or unavailable, and its breaker's state."""
         states = dict(
@@ -317,7 +297,6 @@ class Router:
             info["state"] = "ready" if breaker != "open" else "degraded"
         return info
 
-    @api.get("/v1/stats", dependencies=AUTH)
     async def stats(self, request: Request) -> dict[str, Any]:
         """Requests in flight in this router replica and its figures per tenant (every tenant
         for an operator's key, a tenant's own for its keys), and each local model's batching
@@ -338,3 +317,41 @@ class Router:
             },
         }
         return {"router": router, "models": out}
+
+
+def build_api(router: Router) -> FastAPI:
+    """A Router replica's FastAPI app: the settings its middleware and error handlers read (on the
+    app's ``state``), the middleware, and the routes, which are the replica's bound methods."""
+    service = router.service
+    api = FastAPI(
+        title="Rerank service",
+        version="0.1.0",
+        description="Reranks candidate passages with local cross-encoders or API rerankers, "
+        "with fallback chains. Cohere-compatible on /v1/rerank and /v2/rerank.",
+    )
+    api.state.max_body_bytes = service.limits.max_body_bytes
+    api.state.retry_after_s = service.router.retry_after_s
+    api.state.refusal_hold_s = service.router.refusal_hold_s
+    api.state.tenancy = router.tenancy
+    # Added last runs first: every request gets its id, then its tenant (whose refusals need no
+    # body), before the body limit can refuse it.
+    api.add_middleware(BodyLimitMiddleware)
+    api.add_middleware(TenantMiddleware)
+    api.add_middleware(RequestIdMiddleware)
+    install_error_handlers(api)
+    api.post(
+        "/rerank",
+        response_model=RerankResponse,
+        response_model_exclude_none=True,
+        dependencies=JSON_BODY,
+    )(router.rerank)
+    api.post("/v2/rerank", response_model=CohereResponse, dependencies=JSON_BODY)(
+        router.rerank_cohere_v2
+    )
+    api.post("/v1/rerank", response_model=CohereResponse, dependencies=JSON_BODY)(
+        router.rerank_cohere_v1
+    )
+    api.get("/v1/models", dependencies=AUTH)(router.models)
+    api.get("/health")(router.health)
+    api.get("/v1/stats", dependencies=AUTH)(router.stats)
+    return api
