@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -112,3 +113,56 @@ def trained_tiny(
     out = root / "trained"
     assert main(train_args(data, start, out)) == 0
     return out, json.loads((out / "report.json").read_text()), data
+
+
+#: Run first, longest first, so that under ``pytest -n N`` no long test starts last and leaves the
+#: other workers idle (their durations are what ``make test`` prints at the end): the serving tests,
+#: then the cluster tests and the evaluation on the shared data, which mostly wait, then the
+#: heaviest in-process ones.
+LONGEST_FIRST = [
+    "tests/serving",
+    "tests/cluster/test_cluster.py",
+    "tests/tools/evaluation/test_shared_data.py",
+    "tests/cluster/test_batch_cluster.py",
+    "tests/batch/test_job.py",
+    "tests/core/backends/test_families.py",
+    "tests/core/test_runtimes.py",
+    "tests/tools/test_agreement.py",
+    "tests/tools/test_train.py",
+]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The longest tests first (``LONGEST_FIRST``)."""
+
+    def rank(item: pytest.Item) -> int:
+        path = Path(item.fspath).relative_to(REPO).as_posix()
+        for n, prefix in enumerate(LONGEST_FIRST):
+            if path == prefix or path.startswith(prefix + "/"):
+                return n
+        return len(LONGEST_FIRST)
+
+    items.sort(key=rank)
+
+
+def serving_group(nodeid: str) -> str | None:
+    """``"serving"`` for a test of ``tests/serving`` (they share one local Ray), None for others."""
+    return "serving" if nodeid.startswith("tests/serving/") else None
+
+
+if importlib.util.find_spec("xdist") is not None:
+
+    def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+        """Under ``pytest -n N`` (``make test``): every test a unit of its own, handed out as
+        workers free up, but the serving tests one unit, run by one worker, as they share one local
+        Ray, one Serve instance and its applications (``tests/serving/conftest.py``); so at most
+        two Rays share the machine (theirs and a cluster or batch test's). (This is xdist's
+        ``loadgroup``, which reads ``xdist_group`` marks through node ids that pytest 9 no longer
+        lets a plugin change.)"""
+        from xdist.scheduler import LoadScopeScheduling
+
+        class ServingGroups(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                return serving_group(nodeid) or nodeid
+
+        return ServingGroups(config, log)

@@ -101,6 +101,8 @@ def ray_serve() -> Iterator[int]:
 
     port = free_port()
     context = ray.init(
+        # A new local Ray, never one another test (or a developer) started on this host.
+        address="local",
         num_cpus=2,
         include_dashboard=False,
         namespace="rerank-tests",
