@@ -70,6 +70,7 @@ from rerank_tools.benchmark.plot import plot_sweep
 from rerank_tools.benchmark.runtimes import load_runtimes, measure_runtimes
 from rerank_tools.benchmark.scores import predict_reference
 from rerank_tools.benchmark.sweep import Emit, Target, grid, measure, sweep_infinity
+from rerank_tools.conditions import conditions
 from rerank_tools.evaluation.loaders import DatasetError
 
 #: The cell the naive comparison is reported at, and the request the latency comparison uses.
@@ -236,6 +237,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, stdout: TextI
                 "infinity": args.infinity,
                 "mix": [g.to_dict() for g in args.mix] if args.mix else None,
                 "candidates": str(candidates),
+                # The machine and versions, so a figure never needs the page to say where it ran.
+                "machine": conditions(),
             }
         )
         traffic = {

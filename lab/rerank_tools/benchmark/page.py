@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rerank_tools.benchmark.sitting import table
+from rerank_tools.conditions import describe
 
 #: The repository's docs/ (the lab is installed from a clone: lab/rerank_tools/benchmark/page.py).
 DOCS = Path(__file__).resolve().parents[3] / "docs"
@@ -22,8 +23,12 @@ SERVICE_FOR = {"near-free": "service-fast-haproxy", "bench": "service-fast-hapro
 #: In-process throughput of each runtime on the benchmark model (``rerank-bench --runtimes``),
 #: measured on the same quiet machine right after the sitting.
 RUNTIMES = DOCS / "results" / "runtimes-2026-12-07.jsonl"
-#: Goodput under overload (``run_served.sh --overload``), serve_bench.yaml as shipped.
-OVERLOAD = DOCS / "results" / "overload-2026-12-06b.jsonl"
+#: Goodput under overload (``run_served.sh --overload``), serve_bench.yaml as shipped, through
+#: each ingress at two refusal holds (the page shows the shipped one).
+OVERLOAD = DOCS / "results" / "overload-2026-12-07.jsonl"
+#: The quality table: ``rerank-eval``'s summary.json of each way of reranking DL20, one a line, with
+#: a ``label`` added (each records the machine it ran on).
+QUALITY = DOCS / "results" / "quality-2026-12-08.jsonl"
 #: The served target of each runtime in the sitting.
 SERVED_AS = {"torch": "service-bench-haproxy", "openvino-bf16": "service-fast-haproxy"}
 PEER = "infinity-bfloat16"
@@ -38,62 +43,8 @@ came to be, run by run: [CHANGELOG.md](../CHANGELOG.md).
 
 ## Machine
 
-2 CPU cores (AMD EPYC with AVX512-BF16, no AMX), 24 GiB, no GPU, Python 3.11, torch 2.13.0 (CPU),
-Ray 2.60.0. The machine is shared and noisy: compare figures within one sitting (every server
-alone, one after another), never across sittings. No GPU figure yet: `scripts/gpu_check.sh` is the
-prepared GPU run, and it has not had a GPU to run on.
 """
 
-QUALITY = """\
-## Quality: `rerank-eval`
-
-TREC DL 2020 passage task (54 queries, BM25 top-100, NIST judgments; `../shared/data`), metrics by
-ir-measures. `rerank-eval --dataset trec-dl20 --data-dir ../shared/data` (in-process) and the same
-with `--url http://127.0.0.1:8000 --model default` (through `make run`):
-
-| TREC DL 2020, BM25 top-100 | nDCG@10 | MRR@10 | R@10 | R@100 |
-| --- | --- | --- | --- | --- |
-| BM25 order (first stage, as given) | 0.4796 | 0.6533 | 0.2467 | 0.5599 |
-| all-MiniLM-L6-v2 bi-encoder, in-process | 0.6081 | 0.7851 | 0.3189 | 0.5599 |
-| all-MiniLM-L6-v2 bi-encoder, through the service | 0.6081 | 0.7851 | 0.3189 | 0.5599 |
-
-Serving does not change scores (`tests/serving/test_eval_service.py`). Each runtime's agreement
-with torch fp32 and its speed in-process: [choosing-a-reranker.md](choosing-a-reranker.md).
-"""
-
-DECISIONS = """\
-## Measured, and what lost
-
-Each a one-change A/B on this machine, the two sides alternated in one sitting (15 s cells,
-`benchmarks/serve_fast.yaml` with the service alone). Only the ratios count.
-
-**OpenVINO streams** (`streams`, shipped: left out, OpenVINO's throughput hint runs two passes at
-once of one thread each on a 2-thread replica). Against `streams: 1` (one pass on both threads),
-pairs/s:
-
-| model | 10 x C1 | 10 x C32 | 100 x C8 |
-|---|---|---|---|
-| bench, streams (default) | 99.0 (p50 98 ms) | 121.1 | 128.3 |
-| bench, `streams: 1` | 85.3 (p50 114 ms) | 90.8 | 109.7 |
-| near-free, streams (default) | 810 (p50 11.9 ms) | 2,140 | 4,079 |
-| near-free, `streams: 1` | 779 (p50 12.2 ms) | 1,614 | 3,258 |
-
-One pass on two threads waits for the slower thread, and on a shared machine one of them is often
-held up; with streams a held-up thread delays only its own pass. In-process (no neighbours) the
-streams gain about 5 %.
-
-**Where tokenizing runs** (kept: in the model replica, on its tokenizer thread). Tokenizing costs
-about 120 µs of CPU a pair (MiniLM's WordPiece, DL20 passages, the Rust core on one thread), next
-to about 160 µs for the near-free model's forward pass on this CPU. A prototype that tokenized in
-the Router and sent the token ids with the request (the replica then only looked them up) against
-the shipped replica, near-free model, two rounds: 10 x C32 -6 % and -1 %, 100 x C8 +3 % and +18 %:
-within this machine's noise, as the work only moves between processes on the same two cores. The
-upper bound (the replica given every pair's ids for free, no Router cost): +33 % to +79 %. So on a
-CPU node tokenizing stays where the engine's windows, cache and batches are; on a GPU node, where
-the replica's CPUs do little else, it runs on the tokenizer's pool of the replica's `num_cpus`
-threads (80 µs a pair on two threads against 134 on one), so one GPU's share of a node's cores
-keeps up with the model rather than one thread capping it.
-"""
 
 
 def _cell(rows: list[dict[str, Any]], model: str, target: str, cell: str) -> float | None:
@@ -146,34 +97,93 @@ def runtimes_table(rows: list[dict[str, Any]]) -> str:
 
 
 def overload_section() -> str:
-    """Goodput of clients that resend at once after a refusal, as a share of the unloaded rate."""
-    r = json.loads(OVERLOAD.read_text().splitlines()[0])
+    """Goodput of clients that resend at once after a refusal, as a share of the unloaded rate: the
+    runs of ``OVERLOAD`` at the shipped refusal hold, through each ingress."""
+    from rerank_core.config.service import RouterConfig
+
+    hold = RouterConfig().refusal_hold_s
+    records = [json.loads(line) for line in OVERLOAD.read_text().splitlines() if line.strip()]
+    shipped = [r for r in records if r["refusal_hold_s"] == hold]
+    r = shipped[0]
+    ingress = {"haproxy": "HAProxy (shipped)", "proxy": "Ray's Python proxy"}
     return "\n".join(
         [
             "## Overload: goodput when clients resend at once",
             "",
             "`CONFIG=benchmarks/serve_bench.yaml SERVICE_ONLY=1 benchmarks/run_served.sh --overload "
-            "--docs 100 --duration 60 --deadline 60`: the benchmark model (torch fp32) unloaded at "
-            f"{r['unloaded_concurrency']} clients, then {r['clients']} clients of "
-            f"{r['docs_per_request']}-document requests that resend at once after a refusal; "
-            f"goodput counts answers within {r['deadline_s']:g} s. Source: `docs/results/{OVERLOAD.name}`.",
+            "--docs 100 --duration 40 --deadline 60` (`INGRESS=proxy` for Ray's proxy): the benchmark "
+            f"model (torch fp32) unloaded at {r['unloaded_concurrency']} clients, then {r['clients']} "
+            f"clients of {r['docs_per_request']}-document requests that resend at once after a "
+            f"refusal; goodput counts answers within {r['deadline_s']:g} s; the shipped refusal hold "
+            f"({hold:g} s). A sitting of its own, not the one above: {r['date']}, {r['cpu']}. Source: "
+            f"`docs/results/{OVERLOAD.name}` (every run, other holds included: "
+            "[operations-faults.md](operations-faults.md)).",
             "",
-            "| unloaded pairs/s | goodput pairs/s | share | answered (late) | refused | slowest refusal | "
-            "answered p99 | client time-outs |",
-            "|---|---|---|---|---|---|---|---|",
-            f"| {r['unloaded_pairs_per_s']:.1f} | {r['goodput_pairs_per_s']:.1f} | "
-            f"{r['goodput_share']:.2f} | {r['answered']} ({r['answered_late']}) | {r['refused']:,} | "
-            f"{r['refused_max_ms']:,.0f} ms | {r['answered_p99_ms'] / 1000:.1f} s | "
-            f"{r['client_timeouts']} |",
+            "| ingress | unloaded pairs/s | goodput pairs/s | share | answered (late) | refused | "
+            "slowest refusal | answered p99 | client time-outs |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *(
+                f"| {ingress[r['ingress']]} | {r['unloaded_pairs_per_s']:.1f} | "
+                f"{r['goodput_pairs_per_s']:.1f} | {r['goodput_share']:.2f} | {r['answered']} "
+                f"({r['answered_late']}) | {r['refused']:,} | {r['refused_max_ms']:,.0f} ms | "
+                f"{r['answered_p99_ms'] / 1000:.1f} s | {r['client_timeouts']} |"
+                for r in shipped
+            ),
+        ]
+    )
+
+
+def machine(conditions: dict[str, Any]) -> str:
+    """The sitting's machine, as its result file records it."""
+    recorded = f" (recorded {conditions['recorded']})" if conditions.get("recorded") else ""
+    return (
+        f"{describe(conditions)}; cells of {conditions['cell_duration_s']:g} s. Source: the "
+        f"`conditions` of `docs/results/{SITTING.name}`{recorded}. The machine is shared and noisy: "
+        "compare figures within one sitting (every server alone, one after another), never across "
+        "sittings. No GPU figure yet: `scripts/gpu_check.sh` is the prepared GPU run, and it has "
+        "not had a GPU to run on.\n"
+    )
+
+
+def quality_section() -> str:
+    """nDCG@10, MRR@10 and recall of the first stage and of each way of reranking, from ``QUALITY``."""
+    records = [json.loads(line) for line in QUALITY.read_text().splitlines() if line.strip()]
+
+    def row(label: str, m: dict[str, Any]) -> str:
+        figures = (m[k] for k in ("ndcg@10", "mrr@10", "recall@10", "recall@100"))
+        return f"| {label} | " + " | ".join(f"{x:.4f}" for x in figures) + " |"
+
+    dates = sorted({r["machine"]["date"][:10] for r in records})
+    return "\n".join(
+        [
+            "## Quality: `rerank-eval`",
+            "",
+            "TREC DL 2020 passage task (54 queries, BM25 top-100, NIST judgments; `../shared/data`), "
+            "metrics by ir-measures: `rerank-eval --dataset trec-dl20 --data-dir ../shared/data` "
+            "(in-process), the same with `--url http://127.0.0.1:8000 --model default` (through "
+            "`make run`), and `rerank-batch ../shared/data/trec-dl20/candidates.jsonl --config "
+            "serve_config.yaml --backend minilm --trec` judged by `rerank-eval --scored-run`. "
+            f"Source: `docs/results/{QUALITY.name}` (each line the run's summary.json, with the "
+            f"machine it ran on: {', '.join(dates)}).",
+            "",
+            "| TREC DL 2020, BM25 top-100 | nDCG@10 | MRR@10 | R@10 | R@100 |",
+            "| --- | --- | --- | --- | --- |",
+            row("BM25 order (first stage, as given)", records[0]["first_stage"]),
+            *(row(r["label"], r) for r in records),
+            "",
+            "Serving does not change scores (`tests/serving/test_eval_service.py`). Each runtime's "
+            "agreement with torch fp32 and its speed in-process: "
+            "[choosing-a-reranker.md](choosing-a-reranker.md).",
         ]
     )
 
 
 def render() -> str:
     """The whole page."""
-    rows: list[dict[str, Any]] = json.loads(SITTING.read_text())
+    sitting: dict[str, Any] = json.loads(SITTING.read_text())
+    rows: list[dict[str, Any]] = sitting["rows"]
     models = list(dict.fromkeys(r["model"] for r in rows))
-    parts = [HEADER, "## Side by side with the peer, one sitting", ""]
+    parts = [HEADER + machine(sitting["conditions"]), "## Side by side with the peer, one sitting", ""]
     parts.append(
         "TREC DL20 traffic, closed loop, 10 or 100 documents a request at C requests in flight; "
         "pairs/s, and p50 / p99 latency. `bench`: a cross-encoder with MiniLM-L6's compute "
@@ -183,7 +193,7 @@ def render() -> str:
     )
     for model in models:
         parts += ["", table(rows, model), "", ratios(rows, model)]
-    parts += ["", runtimes_table(rows), "", DECISIONS, overload_section(), "", QUALITY]
+    parts += ["", runtimes_table(rows), "", overload_section(), "", quality_section()]
     return "\n".join(parts).rstrip("\n") + "\n"
 
 

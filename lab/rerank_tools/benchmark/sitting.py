@@ -2,8 +2,10 @@
 
 A sitting directory holds one folder per model, and in it one ``rerank-bench`` output folder per run
 (``peers``: ceiling, naive server and Infinity; ``service-<config>-<ingress>``: the service alone).
-This reads every ``results.jsonl`` under it, writes ``sitting.json`` (one row per model and target:
-each cell's pairs/s, p50, p99 and errors, and the score check) and prints one Markdown table per model.
+This reads every ``results.jsonl`` under it, writes ``sitting.json`` (``conditions``: the machine and
+versions ``rerank-bench`` recorded, with the seconds a cell; ``rows``: one per model and target, each
+cell's pairs/s, p50, p99, requests and errors, and the score check) and prints one Markdown table
+per model.
 
     python -m rerank_tools.benchmark.sitting runs/sitting-20261206-2000
 """
@@ -55,6 +57,16 @@ def collect(sitting: Path) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
+def conditions_of(sitting: Path) -> dict[str, Any]:
+    """What the sitting's first ``rerank-bench`` run recorded of its machine and versions, with
+    the seconds a cell; empty where no run recorded them."""
+    for results in sorted(sitting.glob("*/*/results.jsonl"), key=lambda p: p.stat().st_mtime):
+        for record in _records(results):
+            if record.get("kind") == "config" and record.get("machine"):
+                return {**record["machine"], "cell_duration_s": record.get("duration_s")}
+    return {}
+
+
 def _cell_order(rows: list[dict[str, Any]]) -> list[str]:
     cells: dict[str, None] = {}
     for r in rows:
@@ -103,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print(f"no results under {args.sitting}", file=sys.stderr)
         return 1
-    (args.sitting / "sitting.json").write_text(json.dumps(rows, indent=1) + "\n")
+    sitting = {"conditions": conditions_of(args.sitting), "rows": rows}
+    (args.sitting / "sitting.json").write_text(json.dumps(sitting, indent=1) + "\n")
     models = list(dict.fromkeys(r["model"] for r in rows))
     print("\n\n".join(table(rows, m) for m in models))
     print(f"\n(rows: {args.sitting / 'sitting.json'})")

@@ -32,6 +32,7 @@ from rerank_client.client import AsyncRerankClient
 from rerank_core.backends import Backend, build_backend
 from rerank_core.config import BiEncoderConfig, load_config
 from rerank_core.errors import RerankError
+from rerank_tools.conditions import conditions
 from rerank_tools.evaluation.loaders import (
     KNOWN_DATASETS,
     DatasetError,
@@ -226,6 +227,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, 
     )
     summary["top_k"] = args.top_k
     summary["elapsed_s"] = round(time.perf_counter() - started, 3)
+    # Where it ran, so a figure copied into docs/results keeps its conditions.
+    summary["machine"] = conditions()
     out_dir = args.output_dir or _default_output_dir(dataset.name, backend)
     return write_outputs(out_dir, summary, outcomes)
 

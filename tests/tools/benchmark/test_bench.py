@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +33,7 @@ from rerank_tools.benchmark.loadgen import (
 )
 from rerank_tools.benchmark.naive_server import NaiveServer
 from rerank_tools.benchmark.scores import check_scores, predict_reference
+from rerank_tools.conditions import CPU_FLAGS
 from tests.tiny_models import EXAMPLES, build_tiny_cross_encoder
 
 CELL_FIELDS = {
@@ -224,3 +226,25 @@ def test_score_check_of_the_naive_server_matches_in_process_predict(
     assert record["kind"] == "score_check" and record["pairs"] == 15
     assert record["max_abs_diff"] < 1e-5
     assert record["mean_kendall_tau"] == pytest.approx(1.0)
+
+
+def test_a_run_records_its_machine_and_cell_duration(
+    naive_url: str, candidates: Path, tmp_path: Path
+) -> None:
+    """A result file says where and how it was measured: the config record carries the seconds a
+    cell and the machine (CPU and its bf16/AMX flags, cores, versions, date, commit)."""
+    out = tmp_path / "run"
+    cli.main([
+        "--url", naive_url, "--candidates", str(candidates), "--cells", "10x1",
+        "--duration", "0.5", "--max-requests", "3", "--warmup", "0", "--output-dir", str(out),
+    ])
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    config = next(r for r in records if r["kind"] == "config")
+    assert config["duration_s"] == 0.5
+    machine = config["machine"]
+    assert machine["cores"] == os.cpu_count() and machine["cpu"]
+    assert set(machine["cpu_flags"]) <= set(CPU_FLAGS)
+    assert {"torch", "ray", "rerank-service"} <= set(machine["versions"])
+    assert machine["date"].startswith(time.strftime("%Y-", time.gmtime()))
+    cell = next(r for r in records if r["kind"] == "cell")
+    assert cell["requests"] >= 1 and cell["docs_per_request"] == 10

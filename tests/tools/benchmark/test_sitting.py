@@ -10,6 +10,9 @@ import pytest
 
 from rerank_tools.benchmark.sitting import CEILING, collect, main
 
+#: What ``rerank-bench`` records of its machine (``rerank_tools.conditions``), abridged.
+MACHINE = {"cpu": "AMD EPYC", "cores": 2, "cpu_flags": ["avx2"], "date": "2026-12-08T01:00:00Z"}
+
 
 def cell(target: str, docs: int, concurrency: int, pairs_per_s: float, errors: int = 0) -> dict[str, Any]:
     return {
@@ -36,6 +39,7 @@ def test_rows_per_model_and_target_with_ceiling_and_score_check(
     write(
         tmp_path / "near-free" / "peers",
         [
+            {"kind": "config", "duration_s": 20, "machine": MACHINE},
             {"kind": "ceiling_best", "docs_per_request": 10, "pairs_per_s": 5000.0},
             {
                 "kind": "score_check",
@@ -60,7 +64,10 @@ def test_rows_per_model_and_target_with_ceiling_and_score_check(
     assert "### near-free" in out and "| 10 x C1: pairs/s (p50 / p99) |" in out
     assert "| naive | 900.0 (10 / 30 ms) | 2,000.0 (10 / 30 ms) | 1e-07, 1.000 |" in out
     assert "| service-bench-haproxy | 500.0 (10 / 30 ms), 2 errors | - | - |" in out
-    assert json.loads((tmp_path / "sitting.json").read_text()) == rows
+    written = json.loads((tmp_path / "sitting.json").read_text())
+    assert written["rows"] == rows
+    # What rerank-bench recorded of the machine, with the seconds a cell, travels with the rows.
+    assert written["conditions"] == {**MACHINE, "cell_duration_s": 20}
 
 
 def test_an_empty_sitting_says_so(tmp_path: Path) -> None:

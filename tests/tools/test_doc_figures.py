@@ -1,0 +1,69 @@
+"""Figures in docs/ pages other than benchmarks.md (which is generated whole: test_page.py) stay in
+step with the result files they name: each table's figures, row by row, are what its file holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def records(name: str) -> list[dict[str, Any]]:
+    text = (DOCS / "results" / name).read_text()
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def table_rows(page: str, header_start: str) -> list[list[str]]:
+    """The cells of each row of the Markdown table in ``page`` whose header begins so."""
+    lines = (DOCS / page).read_text().splitlines()
+    start = next(n for n, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    return rows
+
+
+def test_the_node_loss_table_is_its_result_file() -> None:
+    runs = records("node-loss-2026-12-07.jsonl")
+    rows = table_rows("operations-faults.md", "| run | command | answered 200 |")
+    assert "node-loss-2026-12-07.jsonl" in (DOCS / "operations-faults.md").read_text()
+    assert len(rows) == len(runs)
+    for row, run in zip(rows, runs, strict=True):
+        outcomes = run["outcomes"]
+        assert row[2:] == [
+            str(outcomes.get("200", 0)),
+            str(outcomes.get("200 degraded", 0)),
+            str(run["unanswered"]),
+            f"{run['slowest_answer_s']:.1f} s",
+        ], row
+        # The command column names the run's own switches.
+        switches = run["run"]
+        assert ("--one-node" in row[1]) == switches["one_node"]
+        assert ("--ingress proxy" in row[1]) == (switches["ingress"] == "proxy")
+        assert ("--ray-health-defaults" in row[1]) == switches["ray_health_defaults"]
+
+
+@pytest.mark.parametrize("page", ["operations-faults.md"])
+def test_the_overload_table_is_its_result_file(page: str) -> None:
+    runs = records("overload-2026-12-07.jsonl")
+    rows = table_rows(page, "| ingress | refusal hold |")
+    assert len(rows) == len(runs)
+    for row, r in zip(rows, runs, strict=True):
+        assert row[0].startswith("HAProxy" if r["ingress"] == "haproxy" else "Ray's Python proxy")
+        assert row[1].startswith(f"{r['refusal_hold_s']:g} s")
+        assert row[2:] == [
+            f"{r['unloaded_pairs_per_s']:.1f}",
+            f"{r['goodput_pairs_per_s']:.1f}",
+            f"{r['goodput_share']:.2f}",
+            str(r["answered"]),
+            f"{r['refused']:,}",
+            f"{r['answered_p99_ms'] / 1000:.1f} s",
+            f"{r['refused_max_ms'] / 1000:.1f} s",
+            str(r["client_timeouts"]),
+        ], row
