@@ -67,3 +67,21 @@ def test_the_overload_table_is_its_result_file(page: str) -> None:
             f"{r['refused_max_ms'] / 1000:.1f} s",
             str(r["client_timeouts"]),
         ], row
+
+
+def test_the_batch_throughput_table_is_its_result_file() -> None:
+    runs = [r for r in records("batch-2026-12-07.jsonl") if "engine_pairs_per_s" in r]
+    rows = table_rows("batch.md", "| model (MiniLM-L6 compute) | run first |")
+    assert len(rows) == len(runs)
+    # A row names its runtime and which side ran first; the file holds the runs in time order.
+    by_run = {(row[0].split()[0].lower(), row[1].split()[0]): row for row in rows}
+    for r in runs:
+        row = by_run[(r["runtime"], r.get("first", "engine"))]
+        assert row[2:4] == [
+            f"{r['engine_pairs_per_s']:.1f} pairs/s",
+            f"{r['job_working_pairs_per_s']:.1f} pairs/s",
+        ], row
+        assert row[5] == f"{r['command_s']:.1f} s against {r['engine_s']:.1f} s", row
+        # The file keeps its ratios to 3 places; the page shows 2, rounded from the unrounded ratio.
+        assert abs(float(row[4].strip("*")) - r["working_ratio"]) <= 0.005 + 1e-9, row
+        assert abs(float(row[6]) - r["command_ratio"]) <= 0.005 + 1e-9, row
