@@ -85,3 +85,39 @@ def test_the_batch_throughput_table_is_its_result_file() -> None:
         # The file keeps its ratios to 3 places; the page shows 2, rounded from the unrounded ratio.
         assert abs(float(row[4].strip("*")) - r["working_ratio"]) <= 0.005 + 1e-9, row
         assert abs(float(row[6]) - r["command_ratio"]) <= 0.005 + 1e-9, row
+
+
+def test_the_tenants_table_is_its_result_file() -> None:
+    groups = {
+        (r["measurement"], r["phase"], r["group"]): r
+        for r in records("tenants-2026-12-07.jsonl")
+        if r.get("kind") == "mix_group"
+    }
+    page = (DOCS / "tenants.md").read_text().splitlines()
+
+    def row(starts: str, after: str | None = None) -> str:
+        """The first table row beginning so (after the row beginning ``after``)."""
+        begin = 0 if after is None else next(n for n, line in enumerate(page) if line.startswith(after))
+        return next(line for line in page[begin + 1 :] if line.startswith(starts))
+
+    def latency(r: dict[str, Any], key: str = "") -> str:
+        return f"{r[key + 'p50_ms']:,.0f} / {r[key + 'p99_ms']:,.0f} ms"
+
+    for name, label in (("flood", "| flood: interactive"), ("flood-bulk-chunk-8", "| flood again")):
+        head = row(label)
+        alone, mixed = groups[(name, "alone", "interactive")], groups[(name, "mixed", "interactive")]
+        assert latency(alone) in head and latency(mixed) in head, head
+        ratio = mixed["p99_ms"] / alone["p99_ms"]
+        assert f"{ratio:.2f}x" in head or f"{ratio:.1f}x" in head, head
+        bulk = row("| | bulk pairs/s", after=label)
+        b_alone, b_mixed = groups[(name, "alone", "bulk")], groups[(name, "mixed", "bulk")]
+        share = b_mixed["pairs_per_s"] / b_alone["pairs_per_s"]
+        assert f"| {b_alone['pairs_per_s']:.1f} | {b_mixed['pairs_per_s']:.1f} ({share:.2f}) |" in bulk
+
+    storm = row("| storm:")
+    alone, mixed = groups[("storm", "alone", "limited")], groups[("storm", "mixed", "limited")]
+    assert latency(alone, "refused_") in storm and latency(mixed, "refused_") in storm, storm
+    other = row("| | the other tenant's pairs/s", after="| storm:")
+    o_alone, o_mixed = groups[("storm", "alone", "interactive")], groups[("storm", "mixed", "interactive")]
+    share = o_mixed["pairs_per_s"] / o_alone["pairs_per_s"]
+    assert f"| {o_alone['pairs_per_s']:.1f} | {o_mixed['pairs_per_s']:.1f} ({share:.2f}) |" in other
