@@ -92,9 +92,9 @@ $(VENV)/.installed: pyproject.toml lab/pyproject.toml $(DEV_LOCK) $(VENV)/.torch
 run: setup
 	$(VENV)/bin/serve run serve_config.yaml
 
-# The suite on TEST_WORKERS pytest-xdist workers (tests/conftest.py keeps each group of serving tests,
-# which share a local Ray, on one worker and starts the longest tests first); TEST_WORKERS=0 runs it
-# in one process. The 15 slowest tests are printed at the end.
+# The suite on TEST_WORKERS pytest-xdist workers (tests/conftest.py runs the serving tests, which
+# share a local Ray, then the cluster tests on one worker, and starts the longest tests first);
+# TEST_WORKERS=0 runs it in one process. The 15 slowest tests are printed at the end.
 TEST_WORKERS ?= 2
 test: setup redis-server
 	$(VENV)/bin/ruff check .

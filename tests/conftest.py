@@ -145,24 +145,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=rank)
 
 
-def serving_group(nodeid: str) -> str | None:
-    """``"serving"`` for a test of ``tests/serving`` (they share one local Ray), None for others."""
-    return "serving" if nodeid.startswith("tests/serving/") else None
+def ray_group(nodeid: str) -> str | None:
+    """``"ray"`` for the serving tests (they share one local Ray) and the cluster tests (each
+    starts a Ray cluster of its own), None for others."""
+    return "ray" if nodeid.startswith(("tests/serving/", "tests/cluster/")) else None
 
 
 if importlib.util.find_spec("xdist") is not None:
 
     def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         """Under ``pytest -n N`` (``make test``): every test a unit of its own, handed out as
-        workers free up, but the serving tests one unit, run by one worker, as they share one local
-        Ray, one Serve instance and its applications (``tests/serving/conftest.py``); so at most
-        two Rays share the machine (theirs and a cluster or batch test's). (This is xdist's
-        ``loadgroup``, which reads ``xdist_group`` marks through node ids that pytest 9 no longer
-        lets a plugin change.)"""
+        workers free up, but the serving tests and then the cluster tests one unit, run by one
+        worker in that order. The serving tests share one local Ray, one Serve instance and its
+        applications (``tests/serving/conftest.py``); the cluster tests' faults and rolling update
+        are timed against their deadlines, and run beside the serving tests on two cores their
+        rolling update answered degraded (twice in two runs): after them, the other workers have
+        mostly finished. (This is xdist's ``loadgroup``, which reads ``xdist_group`` marks through
+        node ids that pytest 9 no longer lets a plugin change.)"""
         from xdist.scheduler import LoadScopeScheduling
 
-        class ServingGroups(LoadScopeScheduling):
+        class RayGroup(LoadScopeScheduling):
             def _split_scope(self, nodeid: str) -> str:
-                return serving_group(nodeid) or nodeid
+                return ray_group(nodeid) or nodeid
 
-        return ServingGroups(config, log)
+        return RayGroup(config, log)
