@@ -92,10 +92,12 @@ $(VENV)/.installed: pyproject.toml lab/pyproject.toml $(DEV_LOCK) $(VENV)/.torch
 run: setup
 	$(VENV)/bin/serve run serve_config.yaml
 
-# The suite on TEST_WORKERS pytest-xdist workers (tests/conftest.py runs the serving tests, which
-# share a local Ray, then the cluster tests on one worker, and starts the longest tests first);
-# TEST_WORKERS=0 runs it in one process. The 15 slowest tests are printed at the end.
-TEST_WORKERS ?= 2
+# The suite in one process, or on TEST_WORKERS pytest-xdist workers (tests/conftest.py runs the
+# cluster tests, then the serving tests, which share a local Ray, on one worker, and starts the
+# longest tests first). On 2 cores the workers starve each other's timed Ray starts and faults
+# (the README's Tests section): use them on 4 cores or more.
+# The 15 slowest tests are printed at the end.
+TEST_WORKERS ?= 0
 test: setup redis-server
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -p no:cacheprovider -rs --durations=15 -n $(TEST_WORKERS) $(PYTEST_ARGS)

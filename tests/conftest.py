@@ -115,15 +115,16 @@ def trained_tiny(
     return out, json.loads((out / "report.json").read_text()), data
 
 
-#: Run first, longest first, so that under ``pytest -n N`` no long test starts last and leaves the
-#: other workers idle (their durations are what ``make test`` prints at the end): the serving tests,
-#: then the cluster tests and the evaluation on the shared data, which mostly wait, then the
-#: heaviest in-process ones.
+#: Under ``pytest -n N``, run first, longest first, so that no long test starts last and leaves the
+#: other workers idle (their durations are what ``make test`` prints at the end): the cluster tests
+#: (before the serving tests' Ray starts on their worker), the serving tests, the evaluation on the
+#: shared data, then the heaviest in-process ones. In one process the order stays the files' own:
+#: the cluster tests then run before the serving tests' Ray exists.
 LONGEST_FIRST = [
-    "tests/serving",
     "tests/cluster/test_cluster.py",
-    "tests/tools/evaluation/test_shared_data.py",
     "tests/cluster/test_batch_cluster.py",
+    "tests/serving",
+    "tests/tools/evaluation/test_shared_data.py",
     "tests/batch/test_job.py",
     "tests/core/backends/test_families.py",
     "tests/core/test_runtimes.py",
@@ -133,7 +134,9 @@ LONGEST_FIRST = [
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The longest tests first (``LONGEST_FIRST``)."""
+    """Under ``pytest -n N``, the longest tests first (``LONGEST_FIRST``)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return
 
     def rank(item: pytest.Item) -> int:
         path = Path(item.fspath).relative_to(REPO).as_posix()
@@ -154,14 +157,13 @@ def ray_group(nodeid: str) -> str | None:
 if importlib.util.find_spec("xdist") is not None:
 
     def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-        """Under ``pytest -n N`` (``make test``): every test a unit of its own, handed out as
-        workers free up, but the serving tests and then the cluster tests one unit, run by one
-        worker in that order. The serving tests share one local Ray, one Serve instance and its
-        applications (``tests/serving/conftest.py``); the cluster tests' faults and rolling update
-        are timed against their deadlines, and run beside the serving tests on two cores their
-        rolling update answered degraded (twice in two runs): after them, the other workers have
-        mostly finished. (This is xdist's ``loadgroup``, which reads ``xdist_group`` marks through
-        node ids that pytest 9 no longer lets a plugin change.)"""
+        """Under ``pytest -n N`` (``make test TEST_WORKERS=N``): every test a unit of its own,
+        handed out as workers free up, but the cluster tests and then the serving tests one unit,
+        run by one worker in that order. The serving tests share one local Ray, one Serve
+        instance and its applications (``tests/serving/conftest.py``); the cluster tests' faults
+        and rolling update are timed against their deadlines and should not run beside that Ray.
+        (This is xdist's ``loadgroup``, which reads ``xdist_group`` marks through node ids that
+        pytest 9 no longer lets a plugin change.)"""
         from xdist.scheduler import LoadScopeScheduling
 
         class RayGroup(LoadScopeScheduling):
