@@ -47,3 +47,15 @@ def test_tenants_config_is_the_fast_service_with_tenants() -> None:
     assert tenants_service.auth.enabled
     classes = {name: t.traffic_class for name, t in tenants_service.tenants.items()}
     assert classes == {"interactive": "interactive", "bulk": "bulk", "limited": "interactive"}
+
+
+def test_fp32_config_is_the_fast_service_in_float32() -> None:
+    fast, fp32 = read("serve_fast.yaml"), read("serve_fp32.yaml")
+    (fast_app,), (fp32_app,) = fast["applications"], fp32["applications"]
+    fast_service, fp32_service = load_app_args(fast_app["args"]), load_app_args(fp32_app["args"])
+    assert fp32["http_options"] == fast["http_options"]
+    # The same service, model, engine and serving settings, but for the compute type.
+    assert fp32_service.model_dump(exclude={"backends"}) == fast_service.model_dump(exclude={"backends"})
+    fast_model, fp32_model = fast_service.backends["bench"], fp32_service.backends["bench"]
+    assert fp32_model.model_dump(exclude={"cpu_dtype"}) == fast_model.model_dump(exclude={"cpu_dtype"})
+    assert (fp32_model.runtime, fp32_model.cpu_dtype) == ("openvino", "float32")
