@@ -15,6 +15,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from rerank_core.backends.exports import cpu_flags
+
 #: The instruction sets that decide which compute types are fast on a CPU (``lscpu``'s names).
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 #: The packages whose versions decide a figure.
@@ -25,20 +27,15 @@ PACKAGES = (
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _cpuinfo() -> tuple[str, set[str]]:
-    model, flags = platform.processor() or platform.machine(), set()
+def _cpu_model() -> str:
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
     except OSError:
-        return model, flags
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and value.strip():
-            model = value.strip()
-        elif key.strip() == "flags":
-            flags = set(value.split())
-            break
-    return model, flags
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _mem_gib() -> float | None:
@@ -78,7 +75,7 @@ def _commit() -> str | None:
 
 def conditions() -> dict[str, Any]:
     """This machine and software, now."""
-    model, flags = _cpuinfo()
+    flags = cpu_flags() or frozenset()
     versions = {}
     for package in PACKAGES:
         try:
@@ -87,7 +84,7 @@ def conditions() -> dict[str, Any]:
             continue
     return {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "cpu": model,
+        "cpu": _cpu_model(),
         "cores": os.cpu_count(),
         "cpu_flags": [f for f in CPU_FLAGS if f in flags],
         "mem_gib": _mem_gib(),

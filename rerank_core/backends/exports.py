@@ -52,6 +52,14 @@ _BASE_PACKAGES = ("torch", "transformers", "sentence-transformers")
 _MANIFEST = "export.json"
 #: The file each runtime loads from an export directory.
 MODEL_FILE = {"onnx": "model.onnx", "openvino": "model.xml"}
+def cpu_flags() -> frozenset[str] | None:
+    """This CPU's feature flags as Linux lists them (``/proc/cpuinfo``); None where unreadable."""
+    try:
+        return frozenset(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return None
+
+
 #: CPU flags (Linux's) of an int8 multiply-add that does not saturate: VNNI, AMX.
 _INT8_DOT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 
@@ -63,11 +71,8 @@ def cpu_has_int8_dot() -> bool:
     and by less than 0.25 with its weights in 7 bits (``reduce_range``), which int8 ONNX exports
     made on such a CPU use. (NNCF's static int8 keeps its default overflow fix, on the first
     layer: extended to every layer it moved the packaged bi-encoder's cosines tenfold.)"""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return True
-    return bool(flags & _INT8_DOT_FLAGS)
+    flags = cpu_flags()
+    return flags is None or bool(flags & _INT8_DOT_FLAGS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from rerank_core.backends.batching import (
     length_batches,
     round_up,
 )
+from rerank_core.backends.exports import cpu_flags
 from rerank_core.backends.runtime_errors import typed_runtime_error
 from rerank_core.config import (
     BiEncoderConfig,
@@ -71,10 +72,7 @@ PairScorer = Callable[[list[tuple[str, str]], Lane], Awaitable[ScoredPairs]]
 
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AMX or AVX512-BF16; Linux's flags)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
+    flags = cpu_flags() or frozenset()
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
