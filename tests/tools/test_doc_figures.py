@@ -3,18 +3,16 @@ step with the result files they name: each table's figures, row by row, are what
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+from rerank_tools.benchmark.page import DOCS
+from rerank_tools.benchmark.sitting import read_records
 
 
 def records(name: str) -> list[dict[str, Any]]:
-    text = (DOCS / "results" / name).read_text()
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return list(read_records(DOCS / "results" / name))
 
 
 def table_rows(page: str, header_start: str) -> list[list[str]]:

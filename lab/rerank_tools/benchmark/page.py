@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rerank_tools.benchmark.sitting import table
+from rerank_tools.benchmark.sitting import read_records, table
 from rerank_tools.conditions import describe
 
 #: The repository's docs/ (the lab is installed from a clone: lab/rerank_tools/benchmark/page.py).
@@ -77,7 +77,7 @@ def ratios(rows: list[dict[str, Any]], model: str) -> str:
 def runtimes_table(rows: list[dict[str, Any]]) -> str:
     """Each runtime in-process (the engine's ``score_pairs``, 100-document requests) and served
     at 100 x C8 in the sitting, as a share of it."""
-    records = [json.loads(line) for line in RUNTIMES.read_text().splitlines() if line.strip()]
+    records = list(read_records(RUNTIMES))
     lines = [
         "## Served against the same runtime in-process",
         "",
@@ -102,9 +102,9 @@ def overload_section() -> str:
     from rerank_core.config.service import RouterConfig
 
     hold = RouterConfig().refusal_hold_s
-    records = [json.loads(line) for line in OVERLOAD.read_text().splitlines() if line.strip()]
+    records = list(read_records(OVERLOAD))
     shipped = [r for r in records if r["refusal_hold_s"] == hold]
-    r = shipped[0]
+    first = shipped[0]
     ingress = {"haproxy": "HAProxy (shipped)", "proxy": "Ray's Python proxy"}
     return "\n".join(
         [
@@ -112,10 +112,11 @@ def overload_section() -> str:
             "",
             "`CONFIG=benchmarks/serve_bench.yaml SERVICE_ONLY=1 benchmarks/run_served.sh --overload "
             "--docs 100 --duration 40 --deadline 60` (`INGRESS=proxy` for Ray's proxy): the benchmark "
-            f"model (torch fp32) unloaded at {r['unloaded_concurrency']} clients, then {r['clients']} "
-            f"clients of {r['docs_per_request']}-document requests that resend at once after a "
-            f"refusal; goodput counts answers within {r['deadline_s']:g} s; the shipped refusal hold "
-            f"({hold:g} s). A sitting of its own, not the one above: {r['date']}, {r['cpu']}. Source: "
+            f"model (torch fp32) unloaded at {first['unloaded_concurrency']} clients, then "
+            f"{first['clients']} clients of {first['docs_per_request']}-document requests that resend "
+            f"at once after a refusal; goodput counts answers within {first['deadline_s']:g} s; the "
+            f"shipped refusal hold ({hold:g} s). A sitting of its own, not the one above: "
+            f"{first['date']}, {first['cpu']}. Source: "
             f"`docs/results/{OVERLOAD.name}` (every run, other holds included: "
             "[operations-faults.md](operations-faults.md)).",
             "",
@@ -147,7 +148,7 @@ def machine(conditions: dict[str, Any]) -> str:
 
 def quality_section() -> str:
     """nDCG@10, MRR@10 and recall of the first stage and of each way of reranking, from ``QUALITY``."""
-    records = [json.loads(line) for line in QUALITY.read_text().splitlines() if line.strip()]
+    records = list(read_records(QUALITY))
 
     def row(label: str, m: dict[str, Any]) -> str:
         figures = (m[k] for k in ("ndcg@10", "mrr@10", "recall@10", "recall@100"))

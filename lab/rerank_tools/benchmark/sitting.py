@@ -22,7 +22,8 @@ from typing import Any
 CEILING = "in-process predict (ceiling)"
 
 
-def _records(path: Path) -> Iterable[dict[str, Any]]:
+def read_records(path: Path) -> Iterable[dict[str, Any]]:
+    """The JSON records of a results file, one a line."""
     with path.open() as f:
         for line in f:
             if line.strip():
@@ -38,7 +39,7 @@ def collect(sitting: Path) -> list[dict[str, Any]]:
 
     for results in sorted(sitting.glob("*/*/results.jsonl"), key=lambda p: p.stat().st_mtime):
         model = results.parent.parent.name
-        for record in _records(results):
+        for record in read_records(results):
             kind = record.get("kind")
             if kind == "cell":
                 cell = f"{record['docs_per_request']}x{record['concurrency']}"
@@ -61,7 +62,7 @@ def conditions_of(sitting: Path) -> dict[str, Any]:
     """What the sitting's first ``rerank-bench`` run recorded of its machine and versions, with
     the seconds a cell; empty where no run recorded them."""
     for results in sorted(sitting.glob("*/*/results.jsonl"), key=lambda p: p.stat().st_mtime):
-        for record in _records(results):
+        for record in read_records(results):
             if record.get("kind") == "config" and record.get("machine"):
                 return {**record["machine"], "cell_duration_s": record.get("duration_s")}
     return {}
